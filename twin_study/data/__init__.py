@@ -1,0 +1,22 @@
+"""Data: the shared schema, the synthetic generator, real data and the sample builder."""
+
+from .batching import Batch, SampleBuilder, cross_schema
+from .schema import BehaviourLog, Dataset, ItemTable, Samples, SchemaError
+from .registry import available, load_dataset
+from .synthetic import SyntheticConfig, bayes_auc, generate
+
+__all__ = [
+    "Batch",
+    "BehaviourLog",
+    "Dataset",
+    "ItemTable",
+    "SampleBuilder",
+    "Samples",
+    "SchemaError",
+    "SyntheticConfig",
+    "available",
+    "bayes_auc",
+    "cross_schema",
+    "generate",
+    "load_dataset",
+]

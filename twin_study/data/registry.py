@@ -1,0 +1,60 @@
+"""Load any data set of the study by name: ``load_dataset("synthetic", n_users=200)``.
+
+Notebooks take a ``dataset`` parameter and call this, so every notebook runs on every source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+from .schema import Dataset
+
+_LOADERS: dict[str, Callable[..., Dataset]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    def deco(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        _LOADERS[name] = fn
+        return fn
+
+    return deco
+
+
+def available() -> list[str]:
+    _import_loaders()
+    return sorted(_LOADERS)
+
+
+def load_dataset(name: str, **params: Any) -> Dataset:
+    """Load data set ``name`` with loader parameters; unknown names or parameters are errors."""
+    _import_loaders()
+    if name not in _LOADERS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(sorted(_LOADERS))}")
+    return _LOADERS[name](**params)
+
+
+@register("synthetic")
+def _synthetic(progress: bool = False, **params: Any) -> Dataset:
+    from .synthetic import SyntheticConfig, generate
+
+    known = {f.name for f in fields(SyntheticConfig)}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown synthetic data parameter(s) {unknown}; known: {', '.join(sorted(known))}"
+        )
+    return generate(SyntheticConfig(**params), progress=progress)
+
+
+def _import_loaders() -> None:
+    """Import modules that register more loaders (real data), if present."""
+    import importlib
+
+    for mod in ("movielens", "userlogs"):
+        try:
+            importlib.import_module(f"{__package__}.{mod}")
+        except ModuleNotFoundError as e:  # module not written yet
+            if e.name != f"{__package__}.{mod}":
+                raise

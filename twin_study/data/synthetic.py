@@ -1,0 +1,317 @@
+"""Synthetic lifelong behaviour data with a planted ground truth.
+
+Why synthetic data: the paper's data is private, and public logs are short (Taobao <= ~500
+behaviours per user). Here every user has thousands of behaviours, and we know (a) the true
+click probability of every sample, hence the Bayes-optimal AUC, and (b) which behaviours truly
+decide each click, hence a retrieval ground truth for every GSU.
+
+The generative story (all numbers are ``SyntheticConfig`` fields):
+
+* Items belong to authors, authors to one of ``n_categories`` categories (37 as in the paper).
+  Items carry inherent features (item id, author, category, duration bucket) and a hidden latent
+  vector clustered by category and author (kept in ``meta`` for analyses; no model sees it).
+* A user has several interests; an interest is one category and a handful of favourite authors
+  in it. Some interests are *dormant*: active only early in the user's six-month history, so
+  the most recent behaviours say nothing about them — only a lifelong model can use them.
+* Each behaviour is either noise (a popular item, rarely watched to the end) or drawn from an
+  interest active at that time. Two request-independent cross features are stored per
+  behaviour: the play-time ratio bucket (engaged behaviours are watched longer) and a like flag.
+  The time gap to the request is the third cross feature, computed at batch time.
+* Requests come late in the history; each has a few candidate targets, half of them from the
+  user's interests (dormant ones included). The click logit is
+  ``base + strength * log1p(n_rel) + quality[item]`` where ``n_rel`` counts the *relevant*
+  behaviours visible before the request: same author as the target AND engaged (play-time
+  bucket >= ``engaged_bucket``). A few such behaviours among thousands decide the click.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .schema import BehaviourLog, Dataset, ItemTable, Samples
+
+DAY = 86_400
+
+
+@dataclass
+class SyntheticConfig:
+    n_users: int = 1000  # users
+    n_items: int = 20_000  # items (ids 1..n_items)
+    n_categories: int = 37  # categories, as in the paper's SIM Hard setting
+    n_authors: int = 2_000  # authors; each belongs to one category
+    n_durations: int = 8  # duration buckets (an inherent feature with no signal)
+    latent_dim: int = 16  # hidden item latent vectors (analysis only)
+    history_len: int = 10_000  # median history length per user
+    history_sigma: float = 0.3  # log-normal spread of history lengths
+    history_min: int = 200  # shortest history
+    history_max: int = 100_000  # longest history (the paper cuts at 10^5)
+    history_days: int = 180  # span of a history (the paper: 6 months)
+    interests: tuple[int, int] = (3, 6)  # interests per user, inclusive range
+    authors_per_interest: tuple[int, int] = (10, 30)  # favourite authors per interest
+    dormant_frac: float = 0.4  # share of interests that are dormant
+    dormant_end: tuple[float, float] = (0.2, 0.6)  # a dormant interest stops at this share of time
+    noise_frac: float = 0.6  # share of behaviours that come from no interest
+    engaged_if_interest: float = 0.35  # P(engaged | behaviour from an interest)
+    engaged_if_noise: float = 0.05  # P(engaged | noise behaviour)
+    play_buckets: int = 10  # play-time ratio buckets; >= engaged_bucket means engaged
+    engaged_bucket: int = 5
+    requests_per_user: int = 10  # requests per user, in the last `request_window` of time
+    candidates_per_request: int = 5  # targets scored per request
+    request_window: float = 0.2  # requests fall in the last 20 % of the history's span
+    p_target_from_interest: float = 0.5  # share of candidates drawn from the user's interests
+    base_logit: float = -2.0  # click logit with no relevant behaviour
+    strength: float = 1.2  # logit per log1p(relevant behaviours)
+    quality_sigma: float = 0.5  # per-item click quality (learnable from the item id)
+    split_quantiles: tuple[float, float] = (0.8, 0.9)  # request-time cut points train|valid|test
+    seed: int = 0
+
+    def validate(self) -> "SyntheticConfig":
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"SyntheticConfig: {msg}")
+
+        need(self.n_users > 0 and self.n_items > 0, "n_users and n_items must be positive")
+        need(
+            0 < self.n_categories <= self.n_authors <= self.n_items,
+            "need n_categories <= n_authors <= n_items",
+        )
+        need(
+            1 <= self.history_min <= self.history_len <= self.history_max,
+            "need 1 <= history_min <= history_len <= history_max",
+        )
+        need(1 <= self.interests[0] <= self.interests[1], "interests must be a range >= 1")
+        need(
+            1 <= self.authors_per_interest[0] <= self.authors_per_interest[1],
+            "authors_per_interest must be a range >= 1",
+        )
+        need(0 <= self.noise_frac < 1, "noise_frac must be in [0, 1)")
+        need(0 < self.request_window < 1, "request_window must be in (0, 1)")
+        need(0 < self.engaged_bucket < self.play_buckets, "engaged_bucket must split play_buckets")
+        need(
+            self.requests_per_user >= 1 and self.candidates_per_request >= 1,
+            "requests_per_user and candidates_per_request must be >= 1",
+        )
+        q0, q1 = self.split_quantiles
+        need(0 < q0 < q1 < 1, "split_quantiles must be 0 < train < valid < 1")
+        return self
+
+
+def _items(cfg: SyntheticConfig, rng: np.random.Generator):
+    """Item table: author -> category, items -> author, latent vectors, popularity."""
+    author_cat = np.concatenate(
+        [
+            np.arange(cfg.n_categories),
+            rng.integers(0, cfg.n_categories, cfg.n_authors - cfg.n_categories),
+        ]
+    )
+    rng.shuffle(author_cat)
+    item_author = np.concatenate(
+        [np.arange(cfg.n_authors), rng.integers(0, cfg.n_authors, cfg.n_items - cfg.n_authors)]
+    )
+    rng.shuffle(item_author)
+    cat_centre = rng.normal(size=(cfg.n_categories, cfg.latent_dim))
+    author_off = 0.5 * rng.normal(size=(cfg.n_authors, cfg.latent_dim))
+    latent = (
+        cat_centre[author_cat[item_author]]
+        + author_off[item_author]
+        + 0.2 * rng.normal(size=(cfg.n_items, cfg.latent_dim))
+    ).astype(np.float32)
+    popularity = rng.zipf(1.6, cfg.n_items).astype(np.float64)
+    popularity = np.minimum(popularity, 1e4)
+    popularity /= popularity.sum()
+    quality = rng.normal(0.0, cfg.quality_sigma, cfg.n_items)
+    # Shift author and category codes by one so that code 0 is reserved for the padding item.
+    pad = np.zeros(1, dtype=np.int32)
+    features = {
+        "author": np.concatenate([pad, item_author + 1]).astype(np.int32),
+        "category": np.concatenate([pad, author_cat[item_author] + 1]).astype(np.int32),
+        "duration": np.concatenate([pad, rng.integers(1, cfg.n_durations + 1, cfg.n_items)]).astype(
+            np.int32
+        ),
+    }
+    vocab = {
+        "author": cfg.n_authors + 1,
+        "category": cfg.n_categories + 1,
+        "duration": cfg.n_durations + 1,
+    }
+    items = ItemTable(n_items=cfg.n_items, features=features, vocab=vocab)
+    # Item ids of each author (0-based author -> 1-based item ids), for drawing from interests.
+    order = np.argsort(item_author, kind="stable")
+    author_ptr = np.concatenate([[0], np.cumsum(np.bincount(item_author, minlength=cfg.n_authors))])
+    authors_of_cat = [np.flatnonzero(author_cat == c) for c in range(cfg.n_categories)]
+    return items, latent, popularity, quality, author_cat, order + 1, author_ptr, authors_of_cat
+
+
+def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Dataset:
+    """Generate a synthetic lifelong-behaviour data set; deterministic for ``cfg.seed``."""
+    cfg = (cfg or SyntheticConfig()).validate()
+    t0 = _time.perf_counter()
+    rng = np.random.default_rng(cfg.seed)
+    items, latent, popularity, quality, author_cat, author_items, author_ptr, authors_of_cat = (
+        _items(cfg, rng)
+    )
+    item_author0 = items.features["author"] - 1  # 0-based author per item id (row 0 = -1)
+    span = cfg.history_days * DAY
+
+    lengths = np.exp(rng.normal(np.log(cfg.history_len), cfg.history_sigma, cfg.n_users))
+    lengths = np.clip(np.round(lengths), cfg.history_min, cfg.history_max).astype(np.int64)
+    user_ptr = np.concatenate([[0], np.cumsum(lengths)])
+    n_total = int(user_ptr[-1])
+    b_item = np.empty(n_total, dtype=np.int32)
+    b_time = np.empty(n_total, dtype=np.int64)
+    b_cross = np.empty((n_total, 2), dtype=np.int16)  # play-time bucket, like flag
+    b_engaged = np.empty(n_total, dtype=bool)
+
+    n_req = cfg.n_users * cfg.requests_per_user
+    n_smp = n_req * cfg.candidates_per_request
+    s_user = np.repeat(np.arange(cfg.n_users), cfg.requests_per_user * cfg.candidates_per_request)
+    s_item = np.empty(n_smp, dtype=np.int64)
+    s_time = np.empty(n_smp, dtype=np.int64)
+    s_end = np.empty(n_smp, dtype=np.int64)
+    s_nrel = np.empty(n_smp, dtype=np.int64)
+    s_from_interest = np.empty(n_smp, dtype=bool)
+    s_dormant = np.zeros(n_smp, dtype=bool)
+    rel_chunks: list[np.ndarray] = []
+    rel_counts = np.empty(n_smp, dtype=np.int64)
+
+    users = range(cfg.n_users)
+    if progress:
+        from tqdm.auto import tqdm
+
+        users = tqdm(users, desc="synthetic users")
+    per_user = cfg.requests_per_user * cfg.candidates_per_request
+    for u in users:
+        lo, n = int(user_ptr[u]), int(lengths[u])
+        # --- interests: a category, favourite authors, an activity window ---
+        k = int(rng.integers(cfg.interests[0], cfg.interests[1] + 1))
+        cats = rng.choice(cfg.n_categories, size=k, replace=False)
+        fav = []
+        for c in cats:
+            pool = authors_of_cat[c]
+            m = min(
+                len(pool),
+                int(rng.integers(cfg.authors_per_interest[0], cfg.authors_per_interest[1] + 1)),
+            )
+            fav.append(rng.choice(pool, size=m, replace=False))
+        dormant = rng.random(k) < cfg.dormant_frac
+        dormant[0] = False  # every user keeps at least one active interest
+        end = np.where(dormant, rng.uniform(*cfg.dormant_end, size=k), 1.0) * span
+        # --- behaviours ---
+        t = np.sort(rng.integers(0, span, n))
+        noise = rng.random(n) < cfg.noise_frac
+        # Choose an interest among those active at time t (weights 1 when active, else 0).
+        active = t[:, None] < end[None, :]  # (n, k)
+        w = active * rng.random((n, k))
+        which = np.argmax(w, axis=1)
+        noise |= ~active.any(axis=1)
+        fav_len = np.array([len(f) for f in fav])
+        fav_pick = (rng.random(n) * fav_len[which]).astype(np.int64)
+        fav_flat = np.concatenate(fav)
+        fav_off = np.concatenate([[0], np.cumsum(fav_len)[:-1]])
+        author = fav_flat[fav_off[which] + fav_pick]
+        a_lo, a_hi = author_ptr[author], author_ptr[author + 1]
+        item = author_items[a_lo + (rng.random(n) * (a_hi - a_lo)).astype(np.int64)]
+        noise_items = rng.choice(cfg.n_items, size=int(noise.sum()), p=popularity) + 1
+        item[noise] = noise_items
+        engaged = rng.random(n) < np.where(noise, cfg.engaged_if_noise, cfg.engaged_if_interest)
+        play = np.where(
+            engaged,
+            rng.integers(cfg.engaged_bucket, cfg.play_buckets, n),
+            rng.integers(0, cfg.engaged_bucket, n),
+        )
+        like = rng.random(n) < np.where(engaged, 0.4, 0.02)
+        b_item[lo : lo + n] = item
+        b_time[lo : lo + n] = t
+        b_cross[lo : lo + n, 0] = play
+        b_cross[lo : lo + n, 1] = like
+        b_engaged[lo : lo + n] = engaged
+
+        # --- requests and candidates ---
+        r_time = np.sort(
+            rng.integers(int((1 - cfg.request_window) * span), span, cfg.requests_per_user)
+        )
+        r_end = np.searchsorted(t, r_time, side="left")  # strictly before the request
+        c = cfg.candidates_per_request
+        from_int = rng.random(per_user) < cfg.p_target_from_interest
+        pick_int = rng.integers(0, k, per_user)
+        pick_auth = np.array([fav[i][rng.integers(0, len(fav[i]))] for i in pick_int])
+        a_lo, a_hi = author_ptr[pick_auth], author_ptr[pick_auth + 1]
+        tgt = np.where(
+            from_int,
+            author_items[a_lo + (rng.random(per_user) * (a_hi - a_lo)).astype(np.int64)],
+            rng.choice(cfg.n_items, size=per_user, p=popularity) + 1,
+        )
+        sl = slice(u * per_user, (u + 1) * per_user)
+        s_item[sl] = tgt
+        s_time[sl] = np.repeat(r_time, c)
+        ends = np.repeat(r_end, c)
+        s_end[sl] = lo + ends
+        s_from_interest[sl] = from_int
+        s_dormant[sl] = from_int & dormant[pick_int]
+        # Relevant behaviours: same author as the target, engaged, and visible before the request.
+        rel = (author[None, :] == item_author0[tgt][:, None]) & engaged[None, :]
+        rel &= np.arange(n)[None, :] < ends[:, None]
+        rows, cols = np.nonzero(rel)
+        rel_counts[sl] = np.bincount(rows, minlength=per_user)
+        rel_chunks.append(lo + cols)
+        s_nrel[sl] = rel_counts[sl]
+
+    logit = cfg.base_logit + cfg.strength * np.log1p(s_nrel) + quality[s_item - 1]
+    p_true = 1.0 / (1.0 + np.exp(-logit))
+    label = (rng.random(n_smp) < p_true).astype(np.float32)
+    q0, q1 = np.quantile(s_time, cfg.split_quantiles)
+    split = np.where(s_time <= q0, 0, np.where(s_time <= q1, 1, 2)).astype(np.int8)
+    log = BehaviourLog(
+        user_ptr=user_ptr.astype(np.int64),
+        item=b_item,
+        time=b_time,
+        cross=b_cross,
+        cross_names=["play_ratio", "liked"],
+        cross_vocab=[cfg.play_buckets, 2],
+    )
+    samples = Samples(
+        user=s_user.astype(np.int64),
+        item=s_item,
+        label=label,
+        time=s_time,
+        hist_end=s_end,
+        split=split,
+        request=np.arange(n_smp, dtype=np.int64) // cfg.candidates_per_request,
+    )
+    ds = Dataset(
+        name="synthetic",
+        items=items,
+        log=log,
+        samples=samples,
+        user_features={"user": np.arange(cfg.n_users, dtype=np.int64)},
+        user_vocab={"user": cfg.n_users},
+        p_true=p_true.astype(np.float64),
+        relevant_ptr=np.concatenate([[0], np.cumsum(rel_counts)]).astype(np.int64),
+        relevant_idx=np.concatenate(rel_chunks).astype(np.int64)
+        if rel_chunks
+        else np.zeros(0, np.int64),
+        meta={
+            "config": asdict(cfg),
+            "item_latent": latent,
+            "item_quality": quality,
+            "engaged": b_engaged,
+            "n_relevant": s_nrel,
+            "target_from_interest": s_from_interest,
+            "target_dormant": s_dormant,
+            "generation_seconds": _time.perf_counter() - t0,
+        },
+    )
+    return ds.validate()
+
+
+def bayes_auc(ds: Dataset, split: str = "test") -> float:
+    """AUC of the true click probability: no model can do better in expectation."""
+    from sklearn.metrics import roc_auc_score
+
+    if ds.p_true is None:
+        raise ValueError(f"data set {ds.name!r} has no ground truth (p_true)")
+    idx = ds.split_indices(split)
+    return float(roc_auc_score(ds.samples.label[idx], ds.p_true[idx]))
