@@ -1,8 +1,8 @@
 """Data: the shared schema, the synthetic generator, real data and the sample builder."""
 
 from .batching import Batch, SampleBuilder, cross_schema
-from .schema import BehaviourLog, Dataset, ItemTable, Samples, SchemaError
 from .registry import available, load_dataset
+from .schema import BehaviourLog, Dataset, ItemTable, Samples, SchemaError
 from .synthetic import SyntheticConfig, bayes_auc, generate
 
 __all__ = [

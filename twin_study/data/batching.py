@@ -50,7 +50,7 @@ class Batch:
     hist_len: torch.Tensor  # (R,) number of valid slots (<= W)
     hist_pos: torch.Tensor  # (R, W) absolute log index of each slot, -1 = padding
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
     @property

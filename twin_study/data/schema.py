@@ -160,7 +160,7 @@ class Samples:
     def __len__(self) -> int:
         return len(self.user)
 
-    def subset(self, idx: np.ndarray) -> "Samples":
+    def subset(self, idx: np.ndarray) -> Samples:
         return Samples(**{k: getattr(self, k)[idx] for k in self.__dataclass_fields__})
 
     def validate(self, n_users: int, n_items: int, log: BehaviourLog) -> None:
@@ -215,7 +215,7 @@ class Dataset:
     def n_users(self) -> int:
         return self.log.n_users
 
-    def validate(self) -> "Dataset":
+    def validate(self) -> Dataset:
         self.items.validate()
         self.log.validate(self.items.n_items)
         self.samples.validate(self.n_users, self.items.n_items, self.log)
@@ -246,7 +246,8 @@ class Dataset:
             "n_samples": int(len(self.samples)),
             "label_rate": float(self.samples.label.mean()),
             "history_length_quantiles": {
-                k: float(v) for k, v in zip(("min", "q25", "median", "q75", "q90", "max"), q)
+                k: float(v)
+                for k, v in zip(("min", "q25", "median", "q75", "q90", "max"), q, strict=False)
             },
             "split_sizes": {s: int((self.samples.split == i).sum()) for i, s in enumerate(SPLITS)},
             "cross_features": list(self.log.cross_names),

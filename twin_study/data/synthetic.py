@@ -68,7 +68,7 @@ class SyntheticConfig:
     split_quantiles: tuple[float, float] = (0.8, 0.9)  # request-time cut points train|valid|test
     seed: int = 0
 
-    def validate(self) -> "SyntheticConfig":
+    def validate(self) -> SyntheticConfig:
         def need(cond: bool, msg: str) -> None:
             if not cond:
                 raise ValueError(f"SyntheticConfig: {msg}")
