@@ -1,0 +1,87 @@
+"""What a notebook run writes: results.json (atomic, plain JSON) and figure files (stable)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import matplotlib
+import numpy as np
+import pytest
+
+from twin_study import paths
+from twin_study.results import load_results, resolve_out_dir, save_results
+
+matplotlib.use("Agg")
+
+
+def test_save_results_converts_numpy_and_sorts(tmp_path):
+    path = save_results(
+        tmp_path,
+        {
+            "b": np.float32(0.5),
+            "a": np.int64(3),
+            "arr": np.arange(3),
+            "flag": np.bool_(True),
+            "nested": {np.int64(2): (1, 2)},
+        },
+    )
+    text = path.read_text()
+    assert list(json.loads(text)) == ["a", "arr", "b", "flag", "nested"]
+    assert load_results(tmp_path) == {
+        "a": 3,
+        "arr": [0, 1, 2],
+        "b": 0.5,
+        "flag": True,
+        "nested": {"2": [1, 2]},
+    }
+    assert text.startswith('{\n  "a": 3,')
+
+
+def test_save_results_is_atomic(tmp_path, monkeypatch):
+    save_results(tmp_path, {"auc": 0.7})
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_results(tmp_path, {"auc": 0.8})
+    assert load_results(tmp_path) == {"auc": 0.7}  # old file intact
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp left behind
+    with pytest.raises(ValueError, match="finite"):
+        save_results(tmp_path, {"auc": float("nan")})
+
+
+def test_resolve_out_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path)
+    assert resolve_out_dir("01_x", "quick") == tmp_path / "outputs" / "quick" / "01_x"
+    assert resolve_out_dir("01_x.ipynb", "paper") == tmp_path / "figures" / "01_x"
+    assert resolve_out_dir("01_x", "quick", str(tmp_path / "o")) == tmp_path / "o"
+    assert (tmp_path / "o").is_dir()
+    with pytest.raises(ValueError, match=r"unknown profile 'full'; allowed: paper, quick"):
+        resolve_out_dir("01_x", "full")
+
+
+def test_savefig_is_byte_stable(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from twin_study.plotting import savefig, set_style
+
+    set_style()
+
+    def draw():
+        fig, ax = plt.subplots()
+        ax.plot([1, 2, 3], [0.6, 0.7, 0.65], label="auc")
+        ax.set_title("stable")
+        ax.legend()
+        return fig
+
+    formats = ("png", "pdf", "svg")
+    first = [p.read_bytes() for p in savefig(draw(), "fig", tmp_path / "a", formats)]
+    second = [p.read_bytes() for p in savefig(draw(), "fig", tmp_path / "b", formats)]
+    assert first == second
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["fig.pdf", "fig.png", "fig.svg"]
+    plt.close("all")
+    with pytest.raises(ValueError, match="unsupported figure format"):
+        savefig(draw(), "fig", tmp_path, ("eps",))

@@ -1,0 +1,144 @@
+"""twin_study.runner: selection, parameter validation, execution, up-to-date stamps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import DEFAULT_PARAMS, write_notebook
+
+from twin_study import paths, runner
+from twin_study.results import load_results
+
+# A body cell that records its parameters and where it ran.
+RECORD = (
+    "import os\n"
+    "from twin_study.results import resolve_out_dir, save_results\n"
+    "out = resolve_out_dir('01_tiny', profile, out_dir)\n"
+    "save_results(out, {'n': n, 'profile': profile, 'cwd': os.getcwd()})"
+)
+TINY_PARAMS = DEFAULT_PARAMS + "n: int = 3  # a size\n"
+
+
+def _paper(study: Path, text: str) -> None:
+    (study / "profiles" / "paper.yaml").write_text(text)
+
+
+def test_discover_and_select(study):
+    for name in ("00_data", "01_complexity", "02_accuracy"):
+        write_notebook(study / "notebooks" / f"{name}.ipynb")
+    (study / "notebooks" / "scratch.ipynb").write_text("{}")  # not NN_*: ignored
+    nbs = runner.discover(study / "notebooks")
+    assert [nb.stem for nb in nbs] == ["00_data", "01_complexity", "02_accuracy"]
+    picked = runner.select(nbs, ["02_accuracy.ipynb", "00", "01_complexity"])
+    assert [nb.stem for nb in picked] == ["00_data", "01_complexity", "02_accuracy"]
+    assert runner.select(nbs, None) == nbs
+    with pytest.raises(runner.RunnerError, match=r"unknown notebook\(s\): 7.*available: 00_data"):
+        runner.select(nbs, ["01", "7"])
+
+
+def test_unknown_override_fails_before_anything_runs(study):
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, "1/0")
+    write_notebook(study / "notebooks" / "02_next.ipynb")
+    _paper(study, "02_next: {n_users: 5}\n")
+    with pytest.raises(runner.RunnerError) as err:
+        runner.run("paper", root=study, profiles_dir=study / "profiles")
+    msg = str(err.value)
+    assert "02_next.ipynb" in msg and "'n_users'" in msg and "allowed: profile, out_dir" in msg
+    assert not (study / "outputs").exists()  # 01_tiny (which would fail) never started
+
+
+@pytest.mark.parametrize(
+    ("extra", "profile_yaml", "match"),
+    [
+        ({"m": 1}, "", r"unknown parameter 'm'; allowed: profile, out_dir, n"),
+        ({"n": "1e4"}, "", r"parameter 'n' is int, got str '1e4'"),
+        ({}, "01_tiny: {n: 2.5}\n", r"parameter 'n' is int, got float"),
+        ({}, "03_gone: {n: 1}\n", r"names unknown notebook\(s\): 03_gone; available: 01_tiny"),
+        ({}, "[1, 2]\n", r"expected a mapping"),
+    ],
+)
+def test_bad_parameters_are_usage_errors(study, extra, profile_yaml, match):
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS)
+    _paper(study, profile_yaml)
+    with pytest.raises(runner.RunnerError, match=match):
+        runner.run("paper", extra=extra, root=study, profiles_dir=study / "profiles")
+
+
+def test_notebook_must_declare_required_parameters(study):
+    write_notebook(study / "notebooks" / "01_a.ipynb", 'profile: str = "quick"\n')
+    with pytest.raises(runner.RunnerError, match=r"01_a.ipynb: .*must define out_dir"):
+        runner.run(root=study)
+    write_notebook(study / "notebooks" / "01_a.ipynb", "")
+    with pytest.raises(runner.RunnerError, match=r"no code cell tagged 'parameters'"):
+        runner.run(root=study)
+
+
+def test_parameter_line_papermill_cannot_read(study):
+    params = DEFAULT_PARAMS + 'mode: str = "a"  # "a" or mode="b"\n'
+    write_notebook(study / "notebooks" / "01_a.ipynb", params)
+    with pytest.raises(runner.RunnerError, match=r"cannot read parameter\(s\) mode; write each"):
+        runner.run(root=study)
+
+
+def test_parse_assignments():
+    got = runner.parse_assignments(["n=7", "lr=1.0e-3", "name=abc", "lens=[1, 2]", "flag=true"])
+    assert got == {"n": 7, "lr": 0.001, "name": "abc", "lens": [1, 2], "flag": True}
+    with pytest.raises(runner.RunnerError, match="NAME=VALUE"):
+        runner.parse_assignments(["n"])
+
+
+def test_run_injects_profile_then_skips_until_forced(study, capsys):
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, RECORD)
+    _paper(study, "01_tiny: {n: 7}\n")
+    kw = dict(root=study, profiles_dir=study / "profiles", progress=False)
+
+    summary = runner.run("paper", **kw)
+    assert summary.ok and [o.status for o in summary.outcomes] == ["ran"]
+    out = paths.output_dir("paper", "01_tiny", study)
+    assert out == study / "figures" / "01_tiny"
+    got = load_results(out)
+    assert got["n"] == 7 and got["profile"] == "paper"
+    assert Path(got["cwd"]) == (study / "notebooks").resolve()  # papermill cwd = notebooks/
+    executed = paths.executed_dir("paper", study)
+    assert sorted(p.name for p in executed.iterdir()) == ["01_tiny.ipynb", "01_tiny.stamp.json"]
+    assert json.loads((executed / "01_tiny.stamp.json").read_text())["parameters"]["n"] == 7
+
+    summary = runner.run("paper", **kw)
+    assert [o.status for o in summary.outcomes] == ["skipped"]
+    assert "skip  01_tiny  up to date" in capsys.readouterr().out
+
+    # A changed parameter or a missing results.json makes the stamp stale, without running.
+    jobs = runner.plan(
+        runner.discover(study / "notebooks"), "paper", root=study, profiles_dir=study / "profiles"
+    )
+    digest = runner.job_digest(jobs[0], runner.package_digest())
+    assert runner.is_up_to_date(jobs[0], digest)
+    jobs[0].parameters["n"] = 8
+    assert not runner.is_up_to_date(jobs[0], runner.job_digest(jobs[0], runner.package_digest()))
+    (out / "results.json").unlink()
+    assert not runner.is_up_to_date(jobs[0], digest)
+
+    summary = runner.run("paper", force=True, **kw)
+    assert [o.status for o in summary.outcomes] == ["ran"]
+    assert load_results(out)["n"] == 7
+    assert "1 ran, 0 skipped, 0 failed, 0 not run" in capsys.readouterr().out
+
+
+def test_failing_notebook_leaves_nothing_marked_done(study, capsys):
+    write_notebook(
+        study / "notebooks" / "01_bad.ipynb", DEFAULT_PARAMS, "x = 1", "raise ValueError('boom')"
+    )
+    write_notebook(study / "notebooks" / "02_after.ipynb")
+    summary = runner.run(root=study, progress=False)
+    assert not summary.ok
+    assert [(o.stem, o.status) for o in summary.outcomes] == [
+        ("01_bad", "failed"),
+        ("02_after", "not run"),
+    ]
+    assert "ValueError: boom" in summary.outcomes[0].error
+    executed = paths.executed_dir("quick", study)
+    assert sorted(p.name for p in executed.iterdir()) == ["01_bad.failed.ipynb"]
+    out = capsys.readouterr().out
+    assert "FAIL  01_bad" in out and "ValueError: boom" in out and "02_after  not run" in out

@@ -1,0 +1,519 @@
+"""Execute the study's notebooks with papermill: ``twin-study run``.
+
+A run of profile P over notebooks ``notebooks/NN_*.ipynb`` (in NN order):
+
+1. resolve each notebook's parameters: ``profile`` and ``out_dir`` (always injected), then
+   the profile's overrides from ``twin_study/profiles/<P>.yaml`` (``{stem: {name: value}}``),
+   then ``-p name=value`` extras; every name is checked against the notebook's ``parameters``
+   cell (``papermill.inspect_notebook``) before anything executes;
+2. skip a notebook whose stamp (sha256 of notebook source + parameters + package sources)
+   matches and whose results.json exists, unless ``force``;
+3. execute it into a temp file, rename it to ``outputs/executed/P/<stem>.ipynb`` and write
+   the stamp; on failure keep ``<stem>.failed.ipynb`` for inspection, no stamp, no executed
+   copy, and stop: later notebooks are reported as not run.
+
+The functions take ``root`` (the folder holding ``notebooks/``, ``figures/``, ``outputs/``)
+and ``profiles_dir`` so tests can run them on a scratch layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import re
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from twin_study import paths
+from twin_study.results import RESULTS_NAME, atomic_write_bytes
+
+NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_\w+\.ipynb$")
+REQUIRED_PARAMETERS = ("profile", "out_dir")
+DEFAULT_TIMEOUT = 1800  # seconds per cell
+KERNEL_NAME = "python3"
+
+# Parameter annotations whose values can be checked cheaply; anything else is passed through.
+_TYPE_CHECKS = {
+    "bool": lambda v: isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+}
+
+
+class RunnerError(Exception):
+    """A usage error found before anything executes (the CLI exits with code 2)."""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    path: Path
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def prefix(self) -> str:
+        return self.stem[:2]
+
+
+@dataclass
+class Job:
+    """One notebook with its resolved parameters and where its run goes."""
+
+    notebook: Notebook
+    parameters: dict[str, Any]
+    out_dir: Path
+    executed: Path  # executed copy, outputs/executed/<profile>/<stem>.ipynb
+
+    @property
+    def stamp_path(self) -> Path:
+        return self.executed.with_name(f"{self.notebook.stem}.stamp.json")
+
+    @property
+    def failed_path(self) -> Path:
+        return self.executed.with_name(f"{self.notebook.stem}.failed.ipynb")
+
+
+@dataclass
+class Outcome:
+    stem: str
+    status: str  # "ran" | "skipped" | "failed" | "not run"
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class Summary:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status in ("ran", "skipped") for o in self.outcomes)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+
+# --- discovery and selection -------------------------------------------------------------
+
+
+def _notebooks_dir(root: Path | None) -> Path:
+    try:
+        return paths.notebooks_dir(root)
+    except FileNotFoundError as exc:
+        raise RunnerError(str(exc)) from exc
+
+
+def discover(notebooks_dir: Path) -> list[Notebook]:
+    """``NN_*.ipynb`` in ``notebooks_dir``, sorted by name (so by NN)."""
+    return [
+        Notebook(p)
+        for p in sorted(Path(notebooks_dir).iterdir())
+        if p.is_file() and NOTEBOOK_PATTERN.match(p.name)
+    ]
+
+
+def select(notebooks: Sequence[Notebook], only: Iterable[str] | None) -> list[Notebook]:
+    """Keep the notebooks named in ``only`` (in discovery order); all when empty.
+
+    A name is a stem (``01_complexity``), a file name (``01_complexity.ipynb``) or the NN
+    prefix alone (``01``). Unknown names raise RunnerError listing what exists.
+    """
+    only = list(only or [])
+    if not only:
+        return list(notebooks)
+    wanted: set[str] = set()
+    unknown = []
+    for name in only:
+        key = paths.notebook_stem(name)
+        hits = [nb.stem for nb in notebooks if key in (nb.stem, nb.prefix)]
+        if hits:
+            wanted.update(hits)
+        else:
+            unknown.append(name)
+    if unknown:
+        available = ", ".join(nb.stem for nb in notebooks) or "(none)"
+        raise RunnerError(f"unknown notebook(s): {', '.join(unknown)}; available: {available}")
+    return [nb for nb in notebooks if nb.stem in wanted]
+
+
+# --- parameters --------------------------------------------------------------------------
+
+
+def load_profile(profile: str, profiles_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The profile's overrides ``{notebook_stem: {param: value}}``; ``{}`` when no file."""
+    try:
+        paths.check_profile(profile)
+    except ValueError as exc:
+        raise RunnerError(str(exc)) from exc
+    path = Path(profiles_dir or paths.PROFILES_DIR) / f"{profile}.yaml"
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict | None) for v in data.values()):
+        raise RunnerError(f"{path}: expected a mapping {{notebook_stem: {{param: value}}}}")
+    return {str(stem): dict(values or {}) for stem, values in data.items()}
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """``["n_users=1000", "lr=1.0e-3"]`` -> ``{"n_users": 1000, "lr": 0.001}`` (YAML values)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise RunnerError(f"bad parameter {item!r}: use NAME=VALUE")
+        out[name.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def inspect_parameters(notebook: Notebook) -> dict[str, dict[str, Any]]:
+    """The notebook's ``parameters`` cell as papermill reads it: ``{name: {inferred_type_name,
+    default, help, ...}}``. A notebook without one, or without ``profile``/``out_dir``, is an
+    error."""
+    import nbformat
+    import papermill
+
+    try:
+        params = papermill.inspect_notebook(str(notebook.path))
+    except ValueError as exc:  # e.g. no kernelspec in the notebook metadata
+        raise RunnerError(f"{notebook.path.name}: cannot read parameters: {exc}") from exc
+    if not params:
+        raise RunnerError(f"{notebook.path.name}: no code cell tagged 'parameters'")
+    # papermill silently drops a line holding more than one "=" (say in its comment); such a
+    # parameter could not be overridden, so name it instead of calling it unknown later.
+    cell = next(
+        c
+        for c in nbformat.read(notebook.path, as_version=4).cells
+        if "parameters" in c.get("metadata", {}).get("tags", [])
+    )
+    unread = [name for name in _assigned_names(cell.source) if name not in params]
+    if unread:
+        raise RunnerError(
+            f"{notebook.path.name}: papermill cannot read parameter(s) {', '.join(unread)}; "
+            "write each as one line `name: type = value  # meaning` with a single '='"
+        )
+    missing = [name for name in REQUIRED_PARAMETERS if name not in params]
+    if missing:
+        raise RunnerError(
+            f"{notebook.path.name}: the parameters cell must define {', '.join(missing)} "
+            '(profile: str = "quick" and out_dir: str = "")'
+        )
+    return params
+
+
+def _assigned_names(source: str) -> list[str]:
+    """Names assigned at the top level of a parameters cell."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []  # the kernel will report it
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def check_parameters(
+    notebook: Notebook, values: Mapping[str, Any], declared: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Raise RunnerError for a name the notebook does not declare or a value of the wrong
+    simple type (bool/int/float/str annotations)."""
+    allowed = ", ".join(declared)
+    for name, value in values.items():
+        if name not in declared:
+            raise RunnerError(
+                f"{notebook.path.name}: unknown parameter {name!r}; allowed: {allowed}"
+            )
+        type_name = str(declared[name].get("inferred_type_name", "None"))
+        check = _TYPE_CHECKS.get(type_name)
+        if check is not None and not check(value):
+            raise RunnerError(
+                f"{notebook.path.name}: parameter {name!r} is {type_name}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+
+
+def plan(
+    notebooks: Sequence[Notebook],
+    profile: str,
+    *,
+    root: Path | None = None,
+    profiles_dir: Path | None = None,
+    extra: Mapping[str, Any] | None = None,
+    all_stems: Iterable[str] | None = None,
+) -> list[Job]:
+    """Resolve and validate the parameters of every notebook; executes nothing.
+
+    ``all_stems`` (default: the stems of ``notebooks``) are the notebooks that exist; a
+    profile entry for any other stem is an error (a typo would silently do nothing).
+    """
+    overrides = load_profile(profile, profiles_dir)
+    known = set(all_stems if all_stems is not None else (nb.stem for nb in notebooks))
+    stray = sorted(set(overrides) - known)
+    if stray:
+        raise RunnerError(
+            f"profile {profile!r} names unknown notebook(s): {', '.join(stray)}; "
+            f"available: {', '.join(sorted(known)) or '(none)'}"
+        )
+    jobs = []
+    for nb in notebooks:
+        declared = inspect_parameters(nb)
+        out_dir = paths.output_dir(profile, nb.stem, root)
+        values = {"profile": profile, "out_dir": str(out_dir)}
+        values.update(overrides.get(nb.stem, {}))
+        values.update(extra or {})
+        check_parameters(nb, values, declared)
+        executed = paths.executed_dir(profile, root) / f"{nb.stem}.ipynb"
+        jobs.append(Job(nb, values, out_dir, executed))
+    return jobs
+
+
+def prepare(
+    profile: str,
+    only: Iterable[str] | None = None,
+    *,
+    root: Path | None = None,
+    profiles_dir: Path | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[Path, list[Job]]:
+    """Discover, select and plan: the notebooks folder and the validated jobs."""
+    nb_dir = _notebooks_dir(root)
+    available = discover(nb_dir)
+    jobs = plan(
+        select(available, only),
+        profile,
+        root=root,
+        profiles_dir=profiles_dir,
+        extra=extra,
+        all_stems=[nb.stem for nb in available],
+    )
+    return nb_dir, jobs
+
+
+# --- up-to-date stamps -------------------------------------------------------------------
+
+
+def package_digest() -> str:
+    """sha256 over every ``twin_study/**/*.py`` (path and content)."""
+    h = hashlib.sha256()
+    for path in sorted(paths.PACKAGE_DIR.rglob("*.py")):
+        h.update(path.relative_to(paths.PACKAGE_DIR).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def job_digest(job: Job, package: str) -> str:
+    h = hashlib.sha256()
+    h.update(job.notebook.path.read_bytes() + b"\0")
+    h.update(json.dumps(job.parameters, sort_keys=True, default=str).encode() + b"\0")
+    h.update(package.encode())
+    return h.hexdigest()
+
+
+def is_up_to_date(job: Job, digest: str) -> bool:
+    """The stamp matches and the notebook's results.json exists."""
+    try:
+        stamp = json.loads(job.stamp_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        stamp.get("sha256") == digest
+        and job.executed.is_file()
+        and (job.out_dir / RESULTS_NAME).is_file()
+    )
+
+
+# --- execution ---------------------------------------------------------------------------
+
+
+def execute(job: Job, *, cwd: Path, timeout: float = DEFAULT_TIMEOUT, progress: bool = True):
+    """Run one notebook with papermill; raise on failure with nothing marked as done.
+
+    The executed copy is written to a temp name and renamed on success. On failure it is
+    kept as ``<stem>.failed.ipynb`` and any earlier copy and stamp are removed.
+    """
+    import papermill
+
+    job.executed.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (job.stamp_path, job.failed_path):
+        stale.unlink(missing_ok=True)
+    partial = job.executed.with_name(f".{job.notebook.stem}.partial.ipynb")
+    try:
+        papermill.execute_notebook(
+            str(job.notebook.path),
+            str(partial),
+            parameters=dict(job.parameters),
+            kernel_name=KERNEL_NAME,
+            execution_timeout=timeout,
+            progress_bar=progress,
+            cwd=str(cwd),
+        )
+    except BaseException:
+        job.executed.unlink(missing_ok=True)
+        if partial.exists():
+            partial.replace(job.failed_path)
+        raise
+    partial.replace(job.executed)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One or two lines for the failing cell: ``In [3]: ValueError: ...``."""
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename is not None:
+        return f"cell In [{getattr(exc, 'exec_count', '?')}]: {ename}: {evalue}"
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run(
+    profile: str = paths.QUICK,
+    only: Iterable[str] | None = None,
+    *,
+    force: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    extra: Mapping[str, Any] | None = None,
+    root: Path | None = None,
+    profiles_dir: Path | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Validate everything, then execute (or skip) the selected notebooks in order.
+
+    Raises RunnerError for usage errors before executing anything; notebook failures are
+    reported in the returned Summary (``summary.ok``) and stop the run.
+    """
+    nb_dir, jobs = prepare(profile, only, root=root, profiles_dir=profiles_dir, extra=extra)
+    summary = Summary()
+    if not jobs:
+        _say(f"no notebooks (NN_*.ipynb) in {nb_dir}")
+        return summary
+
+    package = package_digest()
+    started = time.perf_counter()
+    width = max(len(j.notebook.stem) for j in jobs)
+    where = jobs[0].executed.parent
+    _say(f"profile {profile}: {len(jobs)} notebook(s); executed copies in {where}")
+    for i, job in enumerate(jobs):
+        stem = job.notebook.stem
+        digest = job_digest(job, package)
+        if not force and is_up_to_date(job, digest):
+            summary.outcomes.append(Outcome(stem, "skipped"))
+            _say(f"  skip  {stem:<{width}}  up to date ({job.out_dir})")
+            continue
+        _say(f"  run   {stem:<{width}}  ...")
+        t0 = time.perf_counter()
+        try:
+            execute(job, cwd=nb_dir, timeout=timeout, progress=progress)
+        except Exception as exc:  # papermill, nbclient (timeouts, dead kernels) and I/O
+            seconds = time.perf_counter() - t0
+            error = describe_error(exc)
+            summary.outcomes.append(Outcome(stem, "failed", seconds, error))
+            _say(f"  FAIL  {stem:<{width}}  {seconds:.1f} s\n        {error}")
+            if job.failed_path.exists():
+                _say(f"        executed notebook with the error: {job.failed_path}")
+            summary.outcomes += [Outcome(j.notebook.stem, "not run") for j in jobs[i + 1 :]]
+            for rest in jobs[i + 1 :]:
+                _say(f"  --    {rest.notebook.stem:<{width}}  not run")
+            break
+        seconds = time.perf_counter() - t0
+        stamp = {"sha256": digest, "parameters": job.parameters, "seconds": round(seconds, 1)}
+        atomic_write_bytes(job.stamp_path, json.dumps(stamp, indent=2, default=str).encode())
+        summary.outcomes.append(Outcome(stem, "ran", seconds))
+        _say(f"  done  {stem:<{width}}  {seconds:.1f} s")
+    total = time.perf_counter() - started
+    _say(
+        f"{summary.count('ran')} ran, {summary.count('skipped')} skipped, "
+        f"{summary.count('failed')} failed, {summary.count('not run')} not run "
+        f"in {total:.1f} s"
+    )
+    return summary
+
+
+def list_notebooks(
+    profile: str = paths.QUICK,
+    only: Iterable[str] | None = None,
+    *,
+    root: Path | None = None,
+    profiles_dir: Path | None = None,
+) -> None:
+    """Print the notebooks, their state for ``profile`` and the profile's overrides."""
+    nb_dir, jobs = prepare(profile, only, root=root, profiles_dir=profiles_dir)
+    overrides = load_profile(profile, profiles_dir)
+    package = package_digest()
+    _say(f"notebooks in {nb_dir} (profile {profile}):")
+    for job in jobs:
+        state = "up to date" if is_up_to_date(job, job_digest(job, package)) else "to run"
+        changed = overrides.get(job.notebook.stem, {})
+        extra = "  " + ", ".join(f"{k}={v!r}" for k, v in changed.items()) if changed else ""
+        _say(f"  {job.notebook.stem:<24} {state:<10}{extra}")
+    if not jobs:
+        _say("  (none)")
+
+
+# --- command line (registered in twin_study.cli.SUBCOMMANDS) -----------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        default=paths.QUICK,
+        choices=paths.available_profiles(),
+        help="quick: the CI-sized defaults saved in the notebooks; paper: full scale, "
+        "figures into figures/ (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help='notebooks to run: "01", "01_complexity" or "01_complexity.ipynb"',
+    )
+    parser.add_argument("--force", action="store_true", help="rerun up-to-date notebooks too")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="per-cell execution timeout (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra parameter for every selected notebook, value parsed as YAML; repeatable",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the notebooks and their state, run nothing"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        if args.list:
+            list_notebooks(args.profile, args.only)
+            return 0
+        summary = run(
+            args.profile,
+            args.only,
+            force=args.force,
+            timeout=args.timeout,
+            extra=parse_assignments(args.param),
+        )
+    except RunnerError as exc:
+        print(f"twin-study run: error: {exc}", file=sys.stderr)
+        return 2
+    return 0 if summary.ok else 1
