@@ -1,0 +1,136 @@
+r"""TWIN's multi-head target attention with split behaviour features (paper Eq. 4-8).
+
+For head a, behaviour i and target q (the target's inherent features):
+
+    alpha_a[i] = (K_h[i] W_a^h) . (q W_a^q) / sqrt(d_k)  +  sum_j beta_a[j] * (K_c[i, j] . w_a[j])
+                 \___ item-inherent: cacheable ___/       \____ cross features: one scalar each ___/
+
+The second term is Eq. 5's block-diagonal W^c: each of the J cross features (8-d embedding)
+collapses to ONE scalar per head, weighted by beta. Because a cross feature is a categorical
+code, ``beta_a[j] * (E_j[code] . w_a[j])`` is a function of the code alone, so the GSU scores
+the cross term with a (vocab_j, heads) lookup table: O(L J) gathers, no projection at all.
+
+The ESU (Eq. 7) softmaxes alpha over the k finalists and takes values from the UNSPLIT
+behaviour features K = [K_h, K_c] (affordable on k rows, never on L); heads are concatenated
+through W^o (Eq. 8).
+
+Modes: ``split`` (TWIN), ``raw`` (ablation "w/ Raw MHTA": keys = [K_h, K_c] W^k, one full
+projection, nothing cacheable), ``nobias`` (ablation "w/o Bias": no cross features at all).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .embedding import FeatureEmbedder
+
+NEG_INF = float("-inf")
+
+
+class TwinAttention(nn.Module):
+    def __init__(
+        self,
+        H: int,
+        J: int,
+        cross_dim: int,
+        heads: int = 4,
+        d_k: int = 16,
+        d_v: int = 16,
+        d_out: int = 64,
+        mode: str = "split",
+    ):
+        super().__init__()
+        if mode not in ("split", "raw", "nobias"):
+            raise ValueError(f"unknown attention mode {mode!r}")
+        self.mode, self.heads, self.d_k, self.d_v = mode, heads, d_k, d_v
+        self.J = 0 if mode == "nobias" else J
+        self.cross_dim = cross_dim
+        C = self.J * cross_dim
+        self.W_q = nn.Linear(H, heads * d_k, bias=False)
+        if mode == "raw":
+            self.W_k = nn.Linear(H + C, heads * d_k, bias=False)  # full projection of [K_h, K_c]
+        else:
+            self.W_h = nn.Linear(H, heads * d_k, bias=False)  # K_h W^h, cacheable per item
+        if mode == "split" and self.J > 0:
+            # Eq. 5: w_a[j] in R^cross_dim per head and cross feature, and beta_a in R^J.
+            self.W_c = nn.Parameter(torch.randn(heads, self.J, cross_dim) / math.sqrt(cross_dim))
+            self.beta = nn.Parameter(torch.ones(heads, self.J))
+        self.W_v = nn.Linear(H + C, heads * d_v, bias=False)  # values from the unsplit K
+        self.W_o = nn.Linear(heads * d_v, d_out)
+        self.d_out = d_out
+
+    # ---------------------------------------------------------------- scoring pieces
+    def query(self, q: torch.Tensor) -> torch.Tensor:
+        """(B, H) target inherent features -> (B, heads, d_k), already divided by sqrt(d_k)."""
+        return self.W_q(q).view(q.shape[0], self.heads, self.d_k) / math.sqrt(self.d_k)
+
+    def inherent_keys(self, k_h: torch.Tensor) -> torch.Tensor:
+        """K_h W^h: (..., H) -> (..., heads, d_k). In the GSU this comes from the item cache."""
+        return self.W_h(k_h).view(*k_h.shape[:-1], self.heads, self.d_k)
+
+    def raw_keys(self, k_h: torch.Tensor, k_c: torch.Tensor) -> torch.Tensor:
+        """[K_h, K_c] W^k for the raw-MHTA ablation: (..., H), (..., J, cd) -> (..., heads, d_k)."""
+        k = torch.cat([k_h, k_c.flatten(-2)], dim=-1)
+        return self.W_k(k).view(*k_h.shape[:-1], self.heads, self.d_k)
+
+    def cross_bias(self, k_c: torch.Tensor) -> torch.Tensor:
+        """Eq. 5-6 cross term from embeddings: (..., J, cd) -> (..., heads)."""
+        if self.mode != "split" or self.J == 0:
+            return k_c.new_zeros((*k_c.shape[:-2], self.heads))
+        per_feature = torch.einsum("...jd,ajd->...aj", k_c, self.W_c)  # (..., heads, J)
+        return (per_feature * self.beta).sum(-1)
+
+    def cross_bias_tables(self, emb: FeatureEmbedder) -> list[torch.Tensor]:
+        """Per-code lookup tables of the cross term: J tensors of shape (vocab_j, heads)."""
+        if self.mode != "split" or self.J == 0:
+            return []
+        return [
+            (e.weight @ self.W_c[:, j, :].T) * self.beta[:, j]  # (vocab_j, heads)
+            for j, e in enumerate(emb.cross_emb)
+        ]
+
+    @staticmethod
+    def lookup_bias(tables: list[torch.Tensor], codes: torch.Tensor) -> torch.Tensor | None:
+        """Sum of table lookups: codes (..., J) -> (..., heads); None when there is no bias."""
+        if not tables:
+            return None
+        out = tables[0][codes[..., 0]]
+        for j in range(1, len(tables)):
+            out = out + tables[j][codes[..., j]]
+        return out
+
+    # ---------------------------------------------------------------- full attention
+    def scores(self, qh: torch.Tensor, k_h: torch.Tensor, k_c: torch.Tensor) -> torch.Tensor:
+        """alpha of Eq. 6 with live parameters: qh (B, heads, d_k), k_h (B, n, H),
+        k_c (B, n, J, cd) -> (B, n, heads)."""
+        raw = self.mode == "raw"
+        keys = self.raw_keys(k_h, k_c) if raw else self.inherent_keys(k_h)  # (B, n, heads, d_k)
+        alpha = torch.einsum("bnad,bad->bna", keys, qh)
+        return alpha + self.cross_bias(k_c)
+
+    def forward(
+        self,
+        qh: torch.Tensor,
+        k_h: torch.Tensor,
+        k_c: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ESU over n finalists (Eq. 6-8).
+
+        qh (B, heads, d_k); k_h (B, n, H); k_c (B, n, J, cd); valid (B, n) bool.
+        Returns the output (B, d_out) and the attention weights (B, n, heads).
+        A row with no valid behaviour (empty history) attends to nothing and outputs W^o's bias.
+        """
+        alpha = self.scores(qh, k_h, k_c).masked_fill(~valid[..., None], NEG_INF)
+        has_any = valid.any(dim=1)  # (B,)
+        # Softmax over an all-masked row would be NaN; give such rows zero weights instead.
+        alpha = torch.where(has_any[:, None, None], alpha, torch.zeros_like(alpha))
+        w = torch.softmax(alpha, dim=1) * has_any[:, None, None]  # (B, n, heads)
+        k_c = k_c[..., : self.J, :] if self.J else k_c[..., :0, :]
+        values = self.W_v(torch.cat([k_h, k_c.flatten(-2)], dim=-1))  # (B, n, heads * d_v)
+        values = values.view(*values.shape[:-1], self.heads, self.d_v)
+        out = torch.einsum("bna,bnad->bad", w, values).flatten(1)  # (B, heads * d_v)
+        return self.W_o(out), w

@@ -1,0 +1,81 @@
+"""Typed configuration of every CTR model in the study.
+
+One ``ModelConfig`` builds any of the paper's models; ``long_module`` picks the lifelong
+branch, everything else (embeddings, short-term branch, other features, MLP) is shared, as in
+the paper's protocol (§4.3: only the lifelong module differs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+# The lifelong modules of Table 4 and the ablations of Fig. 6.
+LONG_MODULES = {
+    "avg_pool": "Avg-Pooling: mean of the inherent features of all L behaviours",
+    "din": "DIN: target attention over the most recent k behaviours",
+    "sim_hard": "SIM Hard: GSU keeps behaviours of the target's category (most recent first)",
+    "sim_soft": "SIM Soft: GSU ranks by inner product of pre-trained item embeddings",
+    "sim_cluster": "SIM Cluster: GSU keeps behaviours in the target's k-means cluster",
+    "eta": "ETA: SimHash of the model's own item embeddings, Hamming-distance top-k",
+    "sdim": "SDIM (attention): (m, tau) multi-round hashing, top-k by colliding signatures",
+    "sdim_linear": "SDIM (original): colliding behaviours summed per signature, no attention",
+    "twin": "TWIN: CP-GSU with the ESU's own multi-head attention and the item cache",
+    "twin_no_paracon": "TWIN w/o Para-Con: GSU parameters from a separately trained TWIN",
+    "twin_raw": "TWIN w/ Raw MHTA: full projection of [K_h, K_c] in both stages, no cache",
+    "twin_no_bias": "TWIN w/o Bias: cross features removed from scores and values",
+}
+
+TWO_STAGE = {"din", "sim_hard", "sim_soft", "sim_cluster", "eta", "sdim",
+             "twin", "twin_no_paracon", "twin_raw", "twin_no_bias"}  # fmt: skip
+
+
+@dataclass
+class ModelConfig:
+    long_module: str = "twin"  # one of LONG_MODULES
+    long_len: int = 10_000  # L: behaviours the GSU reads (most recent first)
+    short_len: int = 50  # behaviours of the short-term branch (paper: 50)
+    k: int = 100  # GSU output size (paper: 100)
+    heads: int = 4  # attention heads (paper: 4)
+    d_k: int = 16  # query/key size per head (not stated in the paper)
+    d_v: int = 16  # value size per head (not stated)
+    d_out: int = 64  # size after W^o (not stated)
+    id_dim: int = 64  # embedding size of id features with a large vocabulary (paper: 64)
+    small_dim: int = 8  # embedding size of every other feature (paper: 8)
+    large_vocab: int = 1000  # a feature with more codes than this counts as a large-vocab id
+    mlp: tuple[int, ...] = (200, 80)  # hidden sizes of the MLP mixer (not stated)
+    merge: str = "round_robin"  # CP-GSU: walk the heads' ranked lists in turn (paper §4.3)
+    cache_refresh: int = 0  # rebuild the K_h W^h item cache every N training steps; 0 = always
+    gsu_chunk: int = 2048  # behaviours scored per chunk (bounds memory at L = 10^4..10^5)
+    eta_bits: int = 32  # ETA: SimHash bits m
+    sdim_bits: int = 48  # SDIM: hash bits m (paper's production: 48)
+    sdim_tau: int = 3  # SDIM: bits per signature tau (paper's production: 3)
+    n_clusters: int = 100  # SIM Cluster: k-means clusters (Cluster vs Cluster+ = two settings)
+    hash_seed: int = 1234  # fixed random projections for ETA / SDIM (never redrawn)
+    extra: dict = field(default_factory=dict)  # free-form notes carried into results
+
+    def validate(self) -> ModelConfig:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"ModelConfig: {msg}")
+
+        need(
+            self.long_module in LONG_MODULES,
+            f"unknown long_module {self.long_module!r}; choose one of {sorted(LONG_MODULES)}",
+        )
+        need(self.long_len >= 1, f"long_len must be >= 1, got {self.long_len}")
+        need(self.k >= 1, f"k must be >= 1, got {self.k}")
+        need(
+            self.k <= self.long_len,
+            f"k = {self.k} > long_len = {self.long_len}: the GSU cannot keep more behaviours "
+            "than it reads; lower k or raise long_len",
+        )
+        need(self.heads >= 1 and self.d_k >= 1 and self.d_v >= 1, "heads, d_k, d_v must be >= 1")
+        need(self.merge in ("round_robin",), f"unknown merge {self.merge!r}")
+        need(self.cache_refresh >= 0, "cache_refresh must be >= 0")
+        need(self.gsu_chunk >= 1, "gsu_chunk must be >= 1")
+        need(self.sdim_bits % self.sdim_tau == 0, "sdim_bits must be a multiple of sdim_tau")
+        need(self.n_clusters >= 2, "n_clusters must be >= 2")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)

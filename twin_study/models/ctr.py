@@ -1,0 +1,230 @@
+"""The CTR model around every lifelong module (paper §3.2, Eq. 1-2).
+
+    logit = MLP([lifelong(target, L behaviours), short-term(target, last 50), user, target])
+
+All models share embeddings, the short-term branch, the other features and the MLP; only the
+lifelong branch differs (paper §4.3). Two-stage lifelong branches share TWIN's ESU too and
+differ only in their GSU.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.batching import Batch, cross_schema
+from ..data.schema import Dataset
+from .attention import TwinAttention
+from .config import TWO_STAGE, ModelConfig
+from .embedding import FeatureEmbedder
+from .gsu import (
+    GSU,
+    CodeMatchGSU,
+    CpGSU,
+    EtaGSU,
+    GsuInput,
+    LiveGSU,
+    RecentGSU,
+    SdimGSU,
+    SoftGSU,
+    live_scores,
+)
+
+
+class AvgPooling(nn.Module):
+    """Mean of the inherent features of all valid behaviours (EmbeddingBag-style: no (R, L, H)
+    tensor is kept for backward beyond one chunk's gather)."""
+
+    def __init__(self, H: int, d_out: int):
+        super().__init__()
+        self.proj = nn.Linear(H, d_out)
+
+    def forward(self, emb: FeatureEmbedder, x: GsuInput) -> torch.Tensor:
+        total = None
+        for lo in range(0, x.length, x.chunk):
+            k_h = emb.inherent(x.hist_item[:, lo : lo + x.chunk])  # (R, c, H)
+            part = (k_h * x.valid[:, lo : lo + x.chunk, None]).sum(1)
+            total = part if total is None else total + part
+        mean = total / x.valid.sum(1, keepdim=True).clamp(min=1)  # (R, H)
+        return self.proj(mean)[x.req]
+
+
+class SdimLinear(nn.Module):
+    """Original SDIM aggregation: per signature group, sum the inherent features of behaviours
+    whose signature collides with the target's, l2-normalise, average over groups. No ESU."""
+
+    def __init__(self, gsu: SdimGSU, H: int, d_out: int):
+        super().__init__()
+        self.gsu = gsu
+        self.proj = nn.Linear(H, d_out)
+
+    def forward(self, emb: FeatureEmbedder, x: GsuInput) -> torch.Tensor:
+        table = self.gsu.buckets()  # (n_items + 1, G)
+        n_b = 2**self.gsu.tau
+        tgt = table[x.target]  # (B, G)
+        out = 0.0
+        for g in range(self.gsu.groups):
+            # Bucket sums per request: (R * 2^tau, H), one index_add over the L behaviours.
+            sums = None
+            for lo in range(0, x.length, x.chunk):
+                items = x.hist_item[:, lo : lo + x.chunk]
+                k_h = emb.inherent(items) * x.valid[:, lo : lo + x.chunk, None]
+                bucket = table[items, g] + n_b * torch.arange(x.n_req, device=items.device)[:, None]
+                part = torch.zeros(x.n_req * n_b, k_h.shape[-1], device=k_h.device).index_add(
+                    0, bucket.flatten(), k_h.flatten(0, 1)
+                )
+                sums = part if sums is None else sums + part
+            v = sums[x.req * n_b + tgt[:, g]]  # (B, H): the target's colliding bucket
+            out = out + F.normalize(v, dim=-1)
+        return self.proj(out / self.gsu.groups)
+
+
+class CTRModel(nn.Module):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        ds: Dataset,
+        item_vectors: np.ndarray | None = None,
+        gsu_source: CTRModel | None = None,
+    ):
+        super().__init__()
+        self.cfg = cfg = cfg.validate()
+        cross_names, cross_vocab = cross_schema(ds)
+        self.cross_names = cross_names
+        self.emb = FeatureEmbedder(
+            ds.items, cross_vocab, ds.user_features, ds.user_vocab,
+            cfg.id_dim, cfg.small_dim, cfg.large_vocab,
+        )  # fmt: skip
+        H, J, cd = self.emb.H, self.emb.J, self.emb.cross_dim
+        att = dict(heads=cfg.heads, d_k=cfg.d_k, d_v=cfg.d_v, d_out=cfg.d_out)
+        mode = {"twin_raw": "raw", "twin_no_bias": "nobias"}.get(cfg.long_module, "split")
+        m = cfg.long_module
+        self.esu: TwinAttention | None = None
+        self.gsu: GSU | None = None
+        self.pool: nn.Module | None = None
+        if m in TWO_STAGE:
+            self.esu = TwinAttention(H, J, cd, mode=mode, **att)
+        if m == "din":
+            self.gsu = RecentGSU()
+        elif m == "sim_hard":
+            self.gsu = CodeMatchGSU(ds.items.features["category"])
+        elif m in ("sim_soft", "sim_cluster"):
+            if item_vectors is None:
+                raise ValueError(f"{m} needs pre-trained item vectors (item_vectors=...)")
+            if m == "sim_soft":
+                self.gsu = SoftGSU(item_vectors)
+            else:
+                from ..training.pretrain import kmeans_codes
+
+                self.gsu = CodeMatchGSU(kmeans_codes(item_vectors, cfg.n_clusters, cfg.hash_seed))
+        elif m == "eta":
+            self.gsu = EtaGSU(self.emb, cfg.eta_bits, cfg.hash_seed)
+        elif m == "sdim":
+            self.gsu = SdimGSU(self.emb, cfg.sdim_bits, cfg.sdim_tau, cfg.hash_seed)
+        elif m in ("twin", "twin_no_bias"):
+            self.gsu = CpGSU(self.emb, self.esu, cfg.cache_refresh)
+        elif m == "twin_raw":
+            self.gsu = LiveGSU(self.emb, self.esu)
+        elif m == "twin_no_paracon":
+            if gsu_source is None or gsu_source.cfg.long_module != "twin":
+                raise ValueError("twin_no_paracon needs a separately trained TWIN (gsu_source=...)")
+            # A frozen copy: its parameters drive the GSU and never see this model's gradient.
+            self.gsu_source = copy.deepcopy(gsu_source).requires_grad_(False)
+            self.gsu = CpGSU(self.gsu_source.emb, self.gsu_source.esu, cfg.cache_refresh)
+        elif m == "avg_pool":
+            self.pool = AvgPooling(H, cfg.d_out)
+        elif m == "sdim_linear":
+            self.pool = SdimLinear(SdimGSU(self.emb, cfg.sdim_bits, cfg.sdim_tau, cfg.hash_seed),
+                                   H, cfg.d_out)  # fmt: skip
+        self.short = TwinAttention(H, J, cd, mode="split", **att)  # own parameters
+        width = cfg.d_out * 2 + self.emb.U + H
+        layers: list[nn.Module] = []
+        for h in cfg.mlp:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    # ------------------------------------------------------------------ helpers
+    def gsu_input(self, batch: Batch) -> GsuInput:
+        L = min(self.cfg.long_len, batch.width)
+        return GsuInput(
+            target=batch.target, req=batch.req,
+            hist_item=batch.hist_item[:, :L], hist_cross=batch.hist_cross[:, :L],
+            valid=batch.mask(L), chunk=self.cfg.gsu_chunk,
+        )  # fmt: skip
+
+    def _attend(
+        self,
+        att: TwinAttention,
+        qh: torch.Tensor,
+        batch: Batch,
+        idx: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention of ``att`` over slots ``idx`` (B, n) of each sample's history."""
+        r = batch.req[:, None]
+        items = batch.hist_item[r, idx]  # (B, n)
+        k_h = self.emb.inherent(items)  # (B, n, H), with gradients
+        k_c = self.emb.cross(batch.hist_cross[r, idx])  # (B, n, J, cd)
+        return att(qh, k_h, k_c, valid)
+
+    def cache_step(self) -> None:
+        """Advance the item-cache clock by one training step (rebuilds when due)."""
+        if isinstance(self.gsu, CpGSU):
+            self.gsu.step()
+
+    def prepare_eval(self) -> None:
+        """Before evaluation: a cache that is meant to be fresh (refresh = 0) is rebuilt."""
+        if isinstance(self.gsu, CpGSU):
+            self.gsu.ensure_fresh()
+
+    # ------------------------------------------------------------------ forward
+    def long_term(self, batch: Batch, q: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        x = self.gsu_input(batch)
+        if self.pool is not None:
+            return self.pool(self.emb, x), {}
+        idx, valid = self.gsu.select(x, self.cfg.k)
+        out, w = self._attend(self.esu, self.esu.query(q), batch, idx, valid)
+        return out, {"gsu_idx": idx, "gsu_valid": valid, "esu_weights": w}
+
+    def forward(self, batch: Batch, return_aux: bool = False):
+        q = self.emb.inherent(batch.target)  # (B, H) target's inherent features
+        long_out, aux = self.long_term(batch, q)
+        S = min(self.cfg.short_len, batch.width)
+        B = len(batch.target)
+        idx = torch.arange(S, device=q.device).expand(B, S)
+        short_valid = batch.mask(S)[batch.req]
+        short_out, _ = self._attend(self.short, self.short.query(q), batch, idx, short_valid)
+        x = torch.cat([long_out, short_out, self.emb.user(batch.user), q], dim=-1)
+        logit = self.mlp(x).squeeze(-1)
+        return (logit, aux) if return_aux else logit
+
+    # ------------------------------------------------------------------ analysis
+    @torch.no_grad()
+    def oracle_scores(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ESU's live alpha over ALL L behaviours (paper Fig. 4's "real" ranking):
+        (B, heads, L) scores and (B, L) validity."""
+        if self.esu is None:
+            raise ValueError(f"{self.cfg.long_module} has no ESU")
+        x = self.gsu_input(batch)
+        return live_scores(self.emb, self.esu, x), x.sample_valid()
+
+    @torch.no_grad()
+    def gsu_scores(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.gsu is None:
+            raise ValueError(f"{self.cfg.long_module} has no GSU")
+        return self.gsu.scores(self.gsu_input(batch))
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def build_model(cfg: ModelConfig, ds: Dataset, **extras: Any) -> CTRModel:
+    """The one constructor the study uses (extras: ``item_vectors``, ``gsu_source``)."""
+    return CTRModel(cfg, ds, **extras)

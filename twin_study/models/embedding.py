@@ -1,0 +1,80 @@
+"""Feature embeddings shared by every branch (paper §3.2.1: 64-d for large-vocabulary ids,
+8-d for the rest).
+
+A behaviour's features split into K_h (item-inherent: item id and the item table's features,
+the same for every user) and K_c (user-item cross features, one 8-d embedding per feature).
+The item table lives in buffers, so an item id is all a batch needs to carry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.schema import ItemTable
+
+
+class FeatureEmbedder(nn.Module):
+    def __init__(
+        self,
+        items: ItemTable,
+        cross_vocab: list[int],
+        user_features: dict[str, np.ndarray],
+        user_vocab: dict[str, int],
+        id_dim: int = 64,
+        small_dim: int = 8,
+        large_vocab: int = 1000,
+    ):
+        super().__init__()
+        self.item_feature_names = list(items.features)
+        for name in self.item_feature_names:
+            self.register_buffer(f"code_{name}", torch.as_tensor(items.features[name]).long())
+
+        def dim(vocab: int) -> int:
+            return id_dim if vocab > large_vocab else small_dim
+
+        self.item_emb = nn.ModuleDict({"item": nn.Embedding(items.n_items + 1, id_dim)})
+        for name in self.item_feature_names:
+            v = items.vocab[name]
+            self.item_emb[name] = nn.Embedding(v, dim(v))
+        self.cross_emb = nn.ModuleList([nn.Embedding(v, small_dim) for v in cross_vocab])
+        self.user_names = list(user_features)
+        for name in self.user_names:
+            self.register_buffer(f"ucode_{name}", torch.as_tensor(user_features[name]).long())
+        self.user_emb = nn.ModuleDict(
+            {n: nn.Embedding(user_vocab[n], dim(user_vocab[n])) for n in self.user_names}
+        )
+        for e in self.modules():
+            if isinstance(e, nn.Embedding):
+                nn.init.normal_(e.weight, std=0.05)
+        with torch.no_grad():  # the padding item (id 0) embeds to zero in every table
+            self.item_emb["item"].weight[0].zero_()
+        self.n_items = items.n_items
+        self.H = sum(e.embedding_dim for e in self.item_emb.values())  # inherent width
+        self.J = len(cross_vocab)
+        self.cross_dim = small_dim
+        self.C = small_dim * self.J  # cross width
+        self.U = sum(e.embedding_dim for e in self.user_emb.values())
+
+    def item_codes(self, name: str, item: torch.Tensor) -> torch.Tensor:
+        return getattr(self, f"code_{name}")[item]
+
+    def inherent(self, item: torch.Tensor) -> torch.Tensor:
+        """K_h of items: (...,) ids -> (..., H)."""
+        parts = [self.item_emb["item"](item)]
+        parts += [self.item_emb[n](self.item_codes(n, item)) for n in self.item_feature_names]
+        return torch.cat(parts, dim=-1)
+
+    def cross(self, codes: torch.Tensor) -> torch.Tensor:
+        """K_c of behaviours: (..., J) codes -> (..., J, cross_dim)."""
+        if self.J == 0:
+            return codes.new_zeros((*codes.shape[:-1], 0, self.cross_dim), dtype=torch.float32)
+        return torch.stack([e(codes[..., j]) for j, e in enumerate(self.cross_emb)], dim=-2)
+
+    def user(self, user: torch.Tensor) -> torch.Tensor:
+        """User features (user id and profile codes): (B,) ids -> (B, U)."""
+        if not self.user_names:
+            return user.new_zeros((user.shape[0], 0), dtype=torch.float32)
+        parts = [self.user_emb[n](getattr(self, f"ucode_{n}")[user]) for n in self.user_names]
+        return torch.cat(parts, dim=-1)

@@ -1,0 +1,244 @@
+"""General Search Units: pick k of the L behaviours for the ESU.
+
+Every GSU returns slot indices into the request's history (most recent first) and a validity
+mask; all two-stage models then share the same ESU (TWIN's attention), so they differ only here.
+Ties are broken towards the more recent behaviour (a smaller slot), deterministically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .attention import TwinAttention
+from .embedding import FeatureEmbedder
+from .topk import merged_topk, score_by_table, score_chunks
+
+
+@dataclass
+class GsuInput:
+    """What a GSU sees. B samples, R requests, L long-window slots."""
+
+    target: torch.Tensor  # (B,) target item ids
+    req: torch.Tensor  # (B,) request row of each sample
+    hist_item: torch.Tensor  # (R, L) item ids, most recent first
+    hist_cross: torch.Tensor  # (R, L, J) cross-feature codes
+    valid: torch.Tensor  # (R, L) real behaviours
+    chunk: int = 2048
+
+    @property
+    def n_req(self) -> int:
+        return self.hist_item.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.hist_item.shape[1]
+
+    def sample_valid(self) -> torch.Tensor:
+        return self.valid[self.req]  # (B, L)
+
+    def recency(self) -> torch.Tensor:
+        """(1, L) tie-break term in (-1, 0]: prefers recent behaviours among equal scores."""
+        L = self.length
+        return -torch.arange(L, device=self.hist_item.device, dtype=torch.float32)[None] / (L + 1)
+
+
+class GSU(nn.Module):
+    """Base class: ``scores`` gives (B, heads, L) and a (B, L) retrievable mask."""
+
+    def scores(self, x: GsuInput) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def select(self, x: GsuInput, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, valid = self.scores(x)
+        return merged_topk(s, valid, k)
+
+
+class RecentGSU(GSU):
+    """DIN: the k most recent behaviours (no search)."""
+
+    def scores(self, x: GsuInput):
+        return x.recency().expand(len(x.target), -1)[:, None, :], x.sample_valid()
+
+
+class CodeMatchGSU(GSU):
+    """SIM Hard (code = category) and SIM Cluster (code = k-means cluster of pre-trained
+    embeddings): behaviours whose code equals the target's, most recent first."""
+
+    def __init__(self, codes: np.ndarray | torch.Tensor):
+        super().__init__()
+        self.register_buffer("codes", torch.as_tensor(np.asarray(codes)).long())
+
+    def scores(self, x: GsuInput):
+        hist = self.codes[x.hist_item][x.req]  # (B, L)
+        match = hist == self.codes[x.target][:, None]
+        return x.recency().expand_as(hist)[:, None, :], x.sample_valid() & match
+
+
+class SoftGSU(GSU):
+    """SIM Soft: inner product of frozen pre-trained item embeddings."""
+
+    def __init__(self, item_vectors: np.ndarray | torch.Tensor):
+        super().__init__()
+        v = torch.as_tensor(np.asarray(item_vectors), dtype=torch.float32)
+        self.register_buffer("table", v[:, None, :])  # (n_items + 1, 1, D)
+
+    def scores(self, x: GsuInput):
+        q = self.table[x.target]  # (B, 1, D)
+        s = score_by_table(self.table, x.hist_item, q, x.req, x.chunk)
+        return s + x.recency()[:, None, :] * 1e-6, x.sample_valid()
+
+
+class EtaGSU(GSU):
+    """ETA: SimHash signatures (sign of fixed random projections) of the model's own, live item
+    embeddings; rank by Hamming distance to the target's signature.
+
+    The projection is drawn once from ``hash_seed`` and stored as a buffer, so evaluation never
+    redraws it. With +-1 signatures, dot = m - 2 * Hamming, so a dot-product ranking is the
+    Hamming ranking.
+    """
+
+    def __init__(self, emb: FeatureEmbedder, bits: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        dim = emb.item_emb["item"].embedding_dim
+        self.register_buffer("proj", torch.randn(dim, bits, generator=g))
+        self._emb = [emb]  # a plain reference: the embedder is registered by the CTR model
+
+    def signatures(self) -> torch.Tensor:
+        w = self._emb[0].item_emb["item"].weight.detach()
+        return torch.where(w @ self.proj >= 0, 1.0, -1.0)  # (n_items + 1, bits)
+
+    def scores(self, x: GsuInput):
+        table = self.signatures()[:, None, :]
+        s = score_by_table(table, x.hist_item, table[x.target], x.req, x.chunk)
+        return s + x.recency()[:, None, :], x.sample_valid()
+
+
+class SdimGSU(GSU):
+    """SDIM: m hash bits grouped into m / tau signatures of tau bits each (every tau bits ANDed
+    into one bucket id). A behaviour is gathered when at least one of its signatures collides
+    with the target's; rank by the number of colliding signatures (paper's attention variant)."""
+
+    def __init__(self, emb: FeatureEmbedder, bits: int, tau: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        dim = emb.item_emb["item"].embedding_dim
+        self.register_buffer("proj", torch.randn(dim, bits, generator=g))
+        self.register_buffer("pow2", 2 ** torch.arange(tau))
+        self.tau, self.groups = tau, bits // tau
+        self._emb = [emb]
+
+    def buckets(self) -> torch.Tensor:
+        """(n_items + 1, groups) bucket id of each item in each signature group."""
+        w = self._emb[0].item_emb["item"].weight.detach()
+        bits = (w @ self.proj >= 0).long().view(w.shape[0], self.groups, self.tau)
+        return (bits * self.pow2).sum(-1)
+
+    def collisions(self, x: GsuInput, table: torch.Tensor) -> torch.Tensor:
+        """(B, L) number of signature groups in which the behaviour collides with the target."""
+        tgt = table[x.target]  # (B, G)
+        out = torch.empty(len(x.target), x.length, device=tgt.device)
+        for lo in range(0, x.length, x.chunk):
+            hist = table[x.hist_item[:, lo : lo + x.chunk]][x.req]  # (B, c, G)
+            out[:, lo : lo + x.chunk] = (hist == tgt[:, None, :]).sum(-1)
+        return out
+
+    def scores(self, x: GsuInput):
+        n = self.collisions(x, self.buckets())
+        return (n + x.recency())[:, None, :], x.sample_valid() & (n > 0)
+
+
+class ItemKeyCache(nn.Module):
+    """TWIN's inherent-feature projector: K_h W_a^h for every item and head, precomputed.
+
+    Serving reads it with a gather; training rebuilds it every ``refresh`` steps (0 = before
+    every use), so a stale cache can be studied (the paper blames its 6 % misses on a
+    15-minute cache delay).
+    """
+
+    def __init__(self, n_items: int, heads: int, d_k: int, refresh: int):
+        super().__init__()
+        self.refresh_every = refresh
+        self.register_buffer("keys", torch.zeros(n_items + 1, heads, d_k), persistent=False)
+        self.age = -1  # steps since the last rebuild; -1 = never built
+
+    @torch.no_grad()
+    def rebuild(self, emb: FeatureEmbedder, att: TwinAttention, chunk: int = 65536) -> None:
+        n = self.keys.shape[0]
+        for lo in range(0, n, chunk):
+            ids = torch.arange(lo, min(lo + chunk, n), device=self.keys.device)
+            self.keys[lo : lo + len(ids)] = att.inherent_keys(emb.inherent(ids))
+        self.age = 0
+
+    def step(self, emb: FeatureEmbedder, att: TwinAttention) -> None:
+        """Called once per training step, before the forward pass."""
+        if self.age < 0 or self.refresh_every == 0 or self.age >= self.refresh_every:
+            self.rebuild(emb, att)
+        self.age += 1
+
+
+class CpGSU(GSU):
+    """TWIN's Consistency-Preserved GSU: the ESU's own alpha (Eq. 6) over all L behaviours,
+    with K_h W^h read from the item cache and the cross term from per-code tables.
+
+    ``emb`` / ``att`` are the embedder and attention whose parameters it uses: the ESU's own
+    (TWIN) or a separately trained model's (the w/o Para-Con ablation).
+    """
+
+    def __init__(self, emb: FeatureEmbedder, att: TwinAttention, refresh: int):
+        super().__init__()
+        self._src = [emb, att]  # plain references: their owner registers and trains them
+        self.cache = ItemKeyCache(emb.n_items, att.heads, att.d_k, refresh)
+
+    def step(self) -> None:
+        self.cache.step(*self._src)
+
+    def ensure_fresh(self) -> None:
+        if self.cache.age < 0 or self.cache.refresh_every == 0:
+            self.cache.rebuild(*self._src)
+
+    def scores(self, x: GsuInput):
+        emb, att = self._src
+        if self.cache.age < 0:
+            self.cache.rebuild(emb, att)
+        qh = att.query(emb.inherent(x.target))
+        s = score_by_table(self.cache.keys, x.hist_item, qh, x.req, x.chunk)
+        bias = att.lookup_bias(att.cross_bias_tables(emb), x.hist_cross)  # (R, L, heads)
+        if bias is not None:
+            s = s + bias.permute(0, 2, 1)[x.req]
+        return s, x.sample_valid()
+
+
+def live_scores(emb: FeatureEmbedder, att: TwinAttention, x: GsuInput) -> torch.Tensor:
+    """The ESU's alpha over ALL L behaviours with live parameters, projected chunk by chunk:
+    the oracle of the consistency analysis and the raw-MHTA GSU. -> (B, heads, L)."""
+    qh = att.query(emb.inherent(x.target))
+
+    def keys(lo: int, hi: int) -> torch.Tensor:
+        k_h = emb.inherent(x.hist_item[:, lo:hi])
+        if att.mode == "raw":
+            return att.raw_keys(k_h, emb.cross(x.hist_cross[:, lo:hi]))
+        return att.inherent_keys(k_h)
+
+    s = score_chunks(keys, x.n_req, x.length, qh, x.req, x.chunk)
+    bias = att.lookup_bias(att.cross_bias_tables(emb), x.hist_cross)
+    if bias is not None:
+        s = s + bias.permute(0, 2, 1)[x.req]
+    return s
+
+
+class LiveGSU(GSU):
+    """GSU that projects every behaviour with live parameters (TWIN w/ Raw MHTA: no cache is
+    possible because the keys mix in user-specific cross features)."""
+
+    def __init__(self, emb: FeatureEmbedder, att: TwinAttention):
+        super().__init__()
+        self._src = [emb, att]
+
+    def scores(self, x: GsuInput):
+        return live_scores(*self._src, x), x.sample_valid()
