@@ -28,6 +28,7 @@ from twin_study import __version__
 # name -> (module exposing add_arguments(parser) and main(args) -> int, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("twin_study.runner", "execute the notebooks with papermill (skips up-to-date ones)"),
+    "data": ("twin_study.data.cli", "fetch data sets (MovieLens) and print their summaries"),
 }
 
 

@@ -1,0 +1,607 @@
+"""Users' own behaviour logs (CSV, TSV or Parquet) loaded into the shared schema.
+
+A log is one table with one row per behaviour. ``UserLogSpec`` says which column is what::
+
+    spec = UserLogSpec(
+        user="user_id", item="video_id", time="time_ms", time_unit="ms", label="is_click",
+        item_features={"category": "tag", "author": "author_id"},
+        cross_features={"tab": "tab", "liked": "is_like", "play_time": "play_time_ms"},
+    )
+    ds = load_dataset("userlog", path="log.csv", spec=spec)        # or spec="spec.yaml" / a dict
+
+Columns and how they are read:
+
+* ``user``, ``item``: any raw ids. Users sorted by raw id become ``0..n_users-1``, items sorted by
+  raw id become ``1..n_items`` (0 is the padding item).
+* ``time``: unix time as numbers (``time_unit`` ``"s"``, ``"ms"``, ``"us"``, ``"ns"``) or ISO-8601
+  datetime strings (``"iso"``; zone-less values are read as UTC). ``"auto"`` (default): strings are
+  ISO, numbers are seconds unless their size says milliseconds (> 1e11) or finer. The schema
+  stores whole seconds.
+* ``label``: 0/1 (also ``true``/``false``), or raw values translated by ``label_map`` (e.g. Taobao's
+  behaviour type ``{"buy": 1, "cart": 1, "pv": 0, "fav": 0}``). A null label means the row is a
+  behaviour only, never a sample. Any other value is an error naming its row.
+* ``item_features``: schema feature name -> column (a list means the same names). A feature
+  named ``category`` is required (SIM Hard retrieves by it); map it to whatever column plays
+  that role (a genre, a tag, a leaf category). Item features are inherent to the item: the value
+  of an item's first row in time order is used, and ``meta["inconsistent_item_features"]``
+  counts items whose rows disagree. ``item_table`` (+ ``item_table_key``) reads them from a
+  second file joined on the item id instead (KuaiRand ships video features apart).
+  ``multi_value_sep`` keeps the first token of list-valued cells (``"28,11"`` -> ``"28"``).
+* ``cross_features``: name -> column, request-independent user-item features stored with each
+  behaviour. Categorical columns become codes ``1..K`` (sorted raw values, numbers numerically);
+  numeric columns (listed in ``numeric``, or by default: float columns and integer columns with
+  more than 64 distinct values) become quantile buckets ``1..B`` with at most ``n_buckets``
+  buckets, edges from the whole log (no label is used). Null cells of any feature get one
+  extra code. Code 0 is always the padding slot. The time gap to the request is not stored:
+  the batch builder computes it (``batching.time_gap_bucket``).
+* ``user_features``: name -> column, per-user categorical features (first row's value).
+
+How samples are made (the same rule as MovieLens): rows are sorted by (user, time, item raw id,
+file order) -- a stable tie-break for equal timestamps. With ``history="all"`` every row is a
+behaviour; with ``history="positive"`` only rows labelled 1 (or unlabelled) are, so that
+impressions without a click are not part of anyone's history. Each row with a non-null label
+whose visible history (behaviours of the same user strictly before it in that order) has at least
+``min_history`` entries becomes one sample (one request), target = its item, label = its label.
+Splits are by request time at global quantiles (``split_quantiles``, default 0.8/0.9):
+train <= q0 < valid <= q1 < test, so no split sees the future of an earlier one.
+
+Validation errors name the column and the row (rows are counted from 0 in file order, header not
+counted): a missing column, an unparseable time, a non-binary label, an empty file, and
+duplicate (user, item, time) rows, which are an error unless ``duplicates="drop"`` (keeps the
+first of each group).
+
+Public data sets that fit (see README "Bring your own logs"):
+
+* **KuaiRand** (``log_standard_*.csv`` + ``video_features_basic_*.csv``): ``user="user_id"``,
+  ``item="video_id"``, ``time="time_ms"``, ``time_unit="ms"``, ``label="is_click"``,
+  ``cross_features={"tab": "tab", "liked": "is_like", "play_time": "play_time_ms"}``,
+  ``numeric=["play_time"]``,
+  ``item_table="video_features_basic_pure.csv"``, ``item_features={"category": "tag",
+  "author": "author_id"}``, ``multi_value_sep=","``, and ``history="positive"`` (only clicked
+  videos are behaviours).
+* **Taobao UserBehavior** (``UserBehavior.csv``, no header): ``columns=["user", "item",
+  "category", "behaviour", "timestamp"]``, ``user="user"``, ``item="item"``,
+  ``time="timestamp"``, ``label="behaviour"``, ``label_map={"buy": 1, "cart": 1, "pv": 0,
+  "fav": 0}`` (conversion after a click; every row is a click), ``item_features=["category"]``,
+  ``cross_features={"behaviour": "behaviour"}``, ``duplicates="drop"``.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .registry import register
+from .schema import BehaviourLog, Dataset, ItemTable, Samples
+
+TIME_UNITS = ("auto", "s", "ms", "us", "ns", "iso")
+NUMERIC_MIN_DISTINCT = 64  # integer cross columns with more distinct values are bucketised
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+class UserLogError(ValueError):
+    """A user log does not match its spec; the message names the file, column and row."""
+
+
+@dataclass
+class UserLogSpec:
+    """Which column of a behaviour log is what (see the module docstring)."""
+
+    user: str  # column of raw user ids
+    item: str  # column of raw item ids
+    time: str  # column of event times
+    label: str  # column of labels; null = behaviour only, not a sample
+    item_features: dict[str, str] | list[str] = field(default_factory=dict)  # needs "category"
+    cross_features: dict[str, str] | list[str] = field(default_factory=dict)
+    user_features: dict[str, str] | list[str] = field(default_factory=dict)
+    time_unit: str = "auto"  # auto | s | ms | us | ns | iso
+    label_map: dict[Any, int] | None = None  # raw label value -> 0/1
+    numeric: list[str] | None = None  # cross features to bucketise; None = decide by dtype
+    item_table: str | None = None  # optional file with item features, joined on item_table_key
+    item_table_key: str | None = None  # its item id column (default: same name as `item`)
+    multi_value_sep: str | None = None  # keep the first token of list-valued item features
+    columns: list[str] | None = None  # names for a file without a header row
+    sep: str | None = None  # CSV separator (default: "," or tab for .tsv)
+
+    @staticmethod
+    def _as_map(value: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+        return dict(value) if isinstance(value, Mapping) else {v: v for v in value}
+
+    @classmethod
+    def from_any(cls, spec: UserLogSpec | Mapping[str, Any] | str | Path) -> UserLogSpec:
+        """A spec from itself, a dict, or the path of a YAML file holding that dict."""
+        if isinstance(spec, UserLogSpec):
+            return spec
+        if isinstance(spec, str | Path):
+            import yaml
+
+            path = Path(spec)
+            if not path.is_file():
+                raise UserLogError(f"spec file {path} does not exist")
+            spec = yaml.safe_load(path.read_text())
+            if not isinstance(spec, Mapping):
+                raise UserLogError(f"spec file {path} must hold a mapping of spec fields")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise UserLogError(
+                f"unknown spec field(s) {unknown}; known: {', '.join(sorted(known))}"
+            )
+        missing = sorted({"user", "item", "time", "label"} - set(spec))
+        if missing:
+            raise UserLogError(f"spec: required field(s) {missing} missing")
+        return cls(**spec)
+
+    def validate(self) -> UserLogSpec:
+        self.item_features = self._as_map(self.item_features)
+        self.cross_features = self._as_map(self.cross_features)
+        self.user_features = self._as_map(self.user_features)
+        if "category" not in self.item_features:
+            raise UserLogError(
+                "spec.item_features: a feature named 'category' is required (SIM Hard retrieves "
+                "by it); map it to a column, e.g. item_features={'category': 'tag'}"
+            )
+        if self.time_unit not in TIME_UNITS:
+            raise UserLogError(f"spec.time_unit: {self.time_unit!r} not in {TIME_UNITS}")
+        for name in self.numeric or []:
+            if name not in self.cross_features:
+                raise UserLogError(f"spec.numeric: {name!r} is not a cross feature")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Shared assembly: sorted events -> Dataset (MovieLens uses it too)
+# --------------------------------------------------------------------------------------------
+
+
+def time_split(times: np.ndarray, quantiles: tuple[float, float]) -> np.ndarray:
+    """0 train / 1 valid / 2 test by global request-time quantiles (ties stay together)."""
+    q0, q1 = np.quantile(times, quantiles)
+    return np.where(times <= q0, 0, np.where(times <= q1, 1, 2)).astype(np.int8)
+
+
+def check_quantiles(quantiles: Sequence[float]) -> tuple[float, float]:
+    q = tuple(float(x) for x in quantiles)
+    if len(q) != 2 or not 0 < q[0] < q[1] < 1:
+        raise ValueError(f"split_quantiles must be 0 < train < valid < 1, got {quantiles}")
+    return q  # type: ignore[return-value]
+
+
+def events_to_dataset(
+    name: str,
+    *,
+    user: np.ndarray,
+    item: np.ndarray,
+    time: np.ndarray,
+    label: np.ndarray,
+    cross: np.ndarray,
+    cross_names: list[str],
+    cross_vocab: list[int],
+    items: ItemTable,
+    n_users: int,
+    min_history: int,
+    split_quantiles: tuple[float, float],
+    tie: np.ndarray | None = None,
+    in_history: np.ndarray | None = None,
+    user_features: dict[str, np.ndarray] | None = None,
+    user_vocab: dict[str, int] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Dataset:
+    """Sort events, build the behaviour log and one sample per labelled event.
+
+    ``user`` 0-based, ``item`` 1-based, ``time`` seconds, ``label`` float (NaN = no label).
+    Order: (user, time, item, ``tie``), stable, so equal keys keep the input order. The visible
+    history of event i is the behaviours (``in_history``) strictly before i in that order, i.e.
+    ``hist_end`` = i's own position among them; an event with a label and at least
+    ``min_history`` visible behaviours is a sample.
+    """
+    if min_history < 0:
+        raise ValueError(f"min_history must be >= 0, got {min_history}")
+    n = len(user)
+    keys = [item, time, user] if tie is None else [tie, item, time, user]
+    order = np.lexsort(keys)  # last key is the primary one; lexsort is stable
+    user, item, time = user[order], item[order], time[order]
+    label, cross = label[order], cross[order]
+    hist = np.ones(n, dtype=bool) if in_history is None else in_history[order]
+    counts = np.bincount(user[hist], minlength=n_users)
+    user_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    # Behaviours strictly before each event (globally); rows are grouped by user, so this is the
+    # absolute log index where the event's visible history ends.
+    hist_end = np.cumsum(hist) - hist
+    visible = hist_end - user_ptr[user]
+    is_sample = ~np.isnan(label) & (visible >= min_history)
+    if not is_sample.any():
+        raise ValueError(
+            f"{name}: no samples: no labelled event has at least min_history={min_history} "
+            "earlier behaviours; lower min_history"
+        )
+    s_time = time[is_sample].astype(np.int64)
+    log = BehaviourLog(
+        user_ptr=user_ptr,
+        item=item[hist].astype(np.int32),
+        time=time[hist].astype(np.int64),
+        cross=cross[hist],
+        cross_names=list(cross_names),
+        cross_vocab=[int(v) for v in cross_vocab],
+    )
+    samples = Samples(
+        user=user[is_sample].astype(np.int64),
+        item=item[is_sample].astype(np.int64),
+        label=label[is_sample].astype(np.float32),
+        time=s_time,
+        hist_end=hist_end[is_sample].astype(np.int64),
+        split=time_split(s_time, split_quantiles),
+        request=np.arange(int(is_sample.sum()), dtype=np.int64),
+    )
+    ds = Dataset(
+        name=name,
+        items=items,
+        log=log,
+        samples=samples,
+        user_features=dict(user_features or {}),
+        user_vocab=dict(user_vocab or {}),
+        meta=dict(meta or {}),
+    )
+    return ds.validate()
+
+
+def natural_codes(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    """Codes 1..K for the sorted distinct non-null values (numbers numerically), nulls -> K+1.
+
+    Returns (codes, labels) where ``labels[c - 1]`` is the raw value of code c (and the last
+    label is ``None`` when there are nulls).
+    """
+    codes0, uniq = pd.factorize(values, use_na_sentinel=True)  # -1 = null
+    uniq = list(uniq)
+    num = pd.to_numeric(pd.Series(uniq, dtype=object), errors="coerce")
+    if len(uniq) and num.notna().all():
+        perm = np.argsort(num.to_numpy(dtype=float), kind="stable")
+    else:
+        perm = np.array(sorted(range(len(uniq)), key=lambda i: str(uniq[i])), dtype=np.int64)
+    rank = np.empty(len(uniq) + 1, dtype=np.int64)
+    rank[perm] = np.arange(1, len(uniq) + 1)
+    labels: list[Any] = [uniq[i] for i in perm]
+    null = codes0 < 0
+    rank[-1] = len(labels) + 1  # index -1: nulls get the code after the last value
+    codes = rank[codes0]
+    if null.any():
+        labels.append(None)
+    return codes, labels
+
+
+def quantile_codes(values: pd.Series, n_buckets: int) -> tuple[np.ndarray, list[float], int]:
+    """Quantile buckets 1..B (B <= n_buckets, equal edges merged), nulls -> B+1.
+
+    Returns (codes, inner edges, vocabulary size including the padding code 0).
+    """
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    null = np.isnan(x)
+    edges = np.unique(np.quantile(x[~null], np.linspace(0, 1, n_buckets + 1)[1:-1]))
+    codes = np.zeros(len(x), dtype=np.int64)
+    codes[~null] = 1 + np.searchsorted(edges, x[~null], side="right")
+    if null.any():
+        codes[null] = len(edges) + 2
+    return codes, edges.tolist(), len(edges) + 2 + int(null.any())
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and validating a log
+# --------------------------------------------------------------------------------------------
+
+
+def _read_table(
+    path: Path, sep: str | None = None, columns: list[str] | None = None, what: str = "log"
+) -> pd.DataFrame:
+    if not path.is_file():
+        raise UserLogError(f"{what} file {path} does not exist")
+    suffixes = "".join(path.suffixes).lower()
+    if columns and ".parquet" in suffixes:
+        raise UserLogError("spec.columns names a header-less CSV; Parquet files have names")
+    try:
+        if ".parquet" in suffixes or suffixes.endswith(".pq"):
+            df = pd.read_parquet(path)
+        else:
+            sep = sep or ("\t" if ".tsv" in suffixes else ",")
+            df = pd.read_csv(path, sep=sep, header=None if columns else "infer", names=columns)
+    except pd.errors.EmptyDataError:
+        raise UserLogError(f"{what} file {path} is empty (no header, no rows)") from None
+    if len(df) == 0:
+        raise UserLogError(f"{what} file {path} has no rows")
+    return df
+
+
+def _need_columns(df: pd.DataFrame, path: Path, wanted: dict[str, str]) -> None:
+    for role, col in wanted.items():
+        if col not in df.columns:
+            raise UserLogError(
+                f"{path.name}: column {col!r} ({role}) not found; the file has columns "
+                f"{list(map(str, df.columns))}"
+            )
+
+
+def _show(value: Any) -> str:
+    """repr of a cell without numpy's type wrapper (``3``, not ``np.int64(3)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _first_bad(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def parse_times(col: pd.Series, unit: str, column: str, path: Path) -> np.ndarray:
+    """Unix seconds (int64) from numbers or ISO strings; errors name the column and row."""
+    raw = col
+    if unit == "auto":
+        unit = "iso" if raw.dtype == object or pd.api.types.is_string_dtype(raw) else "s"
+        if unit == "s":
+            mx = pd.to_numeric(raw, errors="coerce").abs().max()
+            unit = "ns" if mx > 1e17 else "us" if mx > 1e14 else "ms" if mx > 1e11 else "s"
+    if unit == "iso":
+        ts = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
+        bad = ts.isna().to_numpy()
+        if bad.any():
+            i = _first_bad(bad)
+            raise UserLogError(
+                f"{path.name}: column {column!r}, row {i}: cannot parse {_show(raw.iloc[i])} as an "
+                "ISO-8601 time"
+            )
+        # pandas 3 picks the resolution (s/ms/us/ns) itself: divide by a Timedelta instead.
+        return ((ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+    num = pd.to_numeric(raw, errors="coerce")
+    bad = num.isna().to_numpy()
+    if bad.any():
+        i = _first_bad(bad)
+        raise UserLogError(
+            f"{path.name}: column {column!r}, row {i}: cannot parse {_show(raw.iloc[i])} as a unix "
+            f"time in {unit}"
+        )
+    return (num.to_numpy(dtype=np.float64) // _PER_SECOND[unit]).astype(np.int64)
+
+
+def parse_labels(col: pd.Series, label_map: dict | None, column: str, path: Path) -> np.ndarray:
+    """Float 0/1 labels with NaN for null; a non-binary value is an error naming its row."""
+    null = col.isna().to_numpy()
+    if label_map is not None:
+        mapped = col.map(label_map)
+        bad = mapped.isna().to_numpy() & ~null
+        if bad.any():
+            i = _first_bad(bad)
+            raise UserLogError(
+                f"{path.name}: column {column!r}, row {i}: value {_show(col.iloc[i])} is not in "
+                f"label_map {label_map}"
+            )
+        col = mapped
+    if col.dtype == object or pd.api.types.is_string_dtype(col):
+        col = col.map(lambda v: {"true": 1, "false": 0}.get(str(v).strip().lower(), v))
+    num = np.array(pd.to_numeric(col, errors="coerce"), dtype=float)  # writable copy
+    bad = ~null & ~np.isin(num, (0.0, 1.0))
+    if bad.any():
+        i = _first_bad(bad)
+        raise UserLogError(
+            f"{path.name}: column {column!r}, row {i}: label {_show(col.iloc[i])} is not binary "
+            "(0/1, true/false, or null for a behaviour without label; use label_map to "
+            "translate other values)"
+        )
+    num[null] = np.nan
+    return num
+
+
+def _item_feature_table(
+    df: pd.DataFrame, spec: UserLogSpec, path: Path, item_raw: pd.Series, order: np.ndarray
+) -> tuple[pd.DataFrame, int]:
+    """One row of raw item features per item (index = raw item id), first row in time order."""
+    feats = spec.item_features
+    if spec.item_table:
+        ipath = Path(spec.item_table)
+        if not ipath.is_absolute():
+            ipath = path.parent / ipath
+        key = spec.item_table_key or spec.item
+        table = _read_table(ipath, what="item table")
+        _need_columns(
+            table,
+            ipath,
+            {"item_table_key": key, **{f"item feature {k}": v for k, v in feats.items()}},
+        )
+        table = table.drop_duplicates(subset=key, keep="first").set_index(key)
+        out = table[list(feats.values())].reindex(pd.unique(item_raw))
+        out.columns = list(feats)
+        return out, 0
+    sub = df[list(feats.values())].iloc[order].copy()
+    sub.columns = list(feats)
+    sub.index = item_raw.iloc[order].to_numpy()
+    first = sub[~sub.index.duplicated(keep="first")]
+    n_inconsistent = int(
+        (sub.groupby(level=0, sort=False).nunique(dropna=False) > 1).any(axis=1).sum()
+    )
+    return first, n_inconsistent
+
+
+def load_userlog(
+    path: str | Path,
+    spec: UserLogSpec | Mapping[str, Any] | str | Path,
+    *,
+    name: str | None = None,
+    min_history: int = 20,
+    split_quantiles: tuple[float, float] = (0.8, 0.9),
+    duplicates: str = "error",
+    n_buckets: int = 10,
+    history: str = "all",
+) -> Dataset:
+    """Load a behaviour log file into the shared schema (rules in the module docstring)."""
+    t0 = _time.perf_counter()
+    spec = UserLogSpec.from_any(spec).validate()
+    split_quantiles = check_quantiles(split_quantiles)
+    if duplicates not in ("error", "drop"):
+        raise ValueError(f"duplicates must be 'error' or 'drop', got {duplicates!r}")
+    if history not in ("all", "positive"):
+        raise ValueError(f"history must be 'all' or 'positive', got {history!r}")
+    if n_buckets < 2:
+        raise ValueError(f"n_buckets must be >= 2, got {n_buckets}")
+    path = Path(path).expanduser()
+    df = _read_table(path, spec.sep, spec.columns)
+    roles = {"user": spec.user, "item": spec.item, "time": spec.time, "label": spec.label}
+    roles |= {f"cross feature {k}": v for k, v in spec.cross_features.items()}
+    roles |= {f"user feature {k}": v for k, v in spec.user_features.items()}
+    if not spec.item_table:
+        roles |= {f"item feature {k}": v for k, v in spec.item_features.items()}
+    _need_columns(df, path, roles)
+    for role in ("user", "item"):
+        col = roles[role]
+        bad = df[col].isna().to_numpy()
+        if bad.any():
+            raise UserLogError(
+                f"{path.name}: column {col!r} ({role}), row {_first_bad(bad)}: empty id"
+            )
+
+    times = parse_times(df[spec.time], spec.time_unit, spec.time, path)
+    labels = parse_labels(df[spec.label], spec.label_map, spec.label, path)
+    dup_key = pd.DataFrame({"u": df[spec.user], "i": df[spec.item], "t": times})
+    dup = dup_key.duplicated(keep="first").to_numpy()
+    n_dropped = int(dup.sum())
+    if n_dropped and duplicates == "error":
+        j = _first_bad(dup)
+        same = dup_key.iloc[:j][(dup_key.iloc[:j] == dup_key.iloc[j]).all(axis=1)].index[0]
+        raise UserLogError(
+            f"{path.name}: rows {int(same)} and {j} are duplicates (same {spec.user!r}, "
+            f"{spec.item!r}, {spec.time!r}); pass duplicates='drop' to keep the first of each"
+        )
+    if n_dropped:
+        keep = ~dup
+        df, times, labels = df[keep].reset_index(drop=True), times[keep], labels[keep]
+
+    user_codes, user_labels = pd.factorize(df[spec.user], sort=True)
+    item_codes, item_labels = pd.factorize(df[spec.item], sort=True)
+    n_users, n_items = len(user_labels), len(item_labels)
+    user_idx = user_codes.astype(np.int64)
+    item_id = item_codes.astype(np.int64) + 1
+    row = np.arange(len(df))
+    order = np.lexsort((row, item_id, times, user_idx))
+
+    # Item table (row 0 = padding, code 0).
+    raw_feats, n_inconsistent = _item_feature_table(df, spec, path, df[spec.item], order)
+    raw_feats = raw_feats.reindex(item_labels)
+    features, vocab, item_labels_of = {}, {}, {}
+    for fname in spec.item_features:
+        col = raw_feats[fname]
+        if spec.multi_value_sep:
+            col = col.map(
+                lambda v: v.split(spec.multi_value_sep)[0].strip() if isinstance(v, str) else v
+            )
+        codes, labels_ = natural_codes(col)
+        features[fname] = np.concatenate([[0], codes]).astype(np.int32)
+        vocab[fname] = len(labels_) + 1
+        item_labels_of[fname] = labels_
+    items = ItemTable(n_items=n_items, features=features, vocab=vocab)
+
+    # Cross features.
+    cross_names, cross_vocab, cross_cols, cross_info = [], [], [], {}
+    for cname, col_name in spec.cross_features.items():
+        col = df[col_name]
+        is_num = (
+            cname in spec.numeric
+            if spec.numeric is not None
+            else pd.api.types.is_float_dtype(col)
+            or (pd.api.types.is_integer_dtype(col) and col.nunique() > NUMERIC_MIN_DISTINCT)
+        )
+        if is_num:
+            codes, edges, vocab_size = quantile_codes(col, n_buckets)
+            cross_info[cname] = {"kind": "quantile", "edges": edges}
+        else:
+            codes, labels_ = natural_codes(col)
+            vocab_size = len(labels_) + 1
+            cross_info[cname] = {"kind": "categorical", "values": labels_}
+        cross_names.append(cname)
+        cross_vocab.append(max(vocab_size, 2))
+        cross_cols.append(codes)
+    cross_dtype = np.int16 if max(cross_vocab, default=0) < 2**15 else np.int32
+    cross = (
+        np.stack(cross_cols, axis=1).astype(cross_dtype)
+        if cross_cols
+        else np.zeros((len(df), 0), dtype=np.int16)
+    )
+
+    # User features: the user id plus per-user categorical columns (first row in time order).
+    user_features = {"user": np.arange(n_users, dtype=np.int64)}
+    user_vocab = {"user": n_users}
+    for fname, col_name in spec.user_features.items():
+        first = pd.Series(df[col_name].to_numpy()[order]).groupby(user_idx[order]).first()
+        codes, labels_ = natural_codes(first.reindex(range(n_users)))
+        user_features[fname] = codes
+        user_vocab[fname] = len(labels_) + 1
+
+    in_history = None
+    if history == "positive":
+        in_history = np.isnan(labels) | (labels == 1)
+    meta = {
+        "source": str(path),
+        "spec": asdict(spec),
+        "user_raw_ids": np.asarray(user_labels),
+        "item_raw_ids": np.asarray(item_labels),
+        "item_feature_values": item_labels_of,
+        "cross_features": cross_info,
+        "duplicates_dropped": n_dropped,
+        "inconsistent_item_features": n_inconsistent,
+        "params": {
+            "min_history": min_history,
+            "split_quantiles": split_quantiles,
+            "duplicates": duplicates,
+            "n_buckets": n_buckets,
+            "history": history,
+        },
+    }
+    ds = events_to_dataset(
+        name or path.stem,
+        user=user_idx,
+        item=item_id,
+        time=times,
+        label=labels,
+        cross=cross,
+        cross_names=cross_names,
+        cross_vocab=cross_vocab,
+        items=items,
+        n_users=n_users,
+        min_history=min_history,
+        split_quantiles=split_quantiles,
+        tie=row,
+        in_history=in_history,
+        user_features=user_features,
+        user_vocab=user_vocab,
+        meta=meta,
+    )
+    ds.meta["load_seconds"] = _time.perf_counter() - t0
+    return ds
+
+
+_LOADER_PARAMS = ("name", "min_history", "split_quantiles", "duplicates", "n_buckets", "history")
+
+
+@register("userlog")
+def _userlog(path: str | Path | None = None, spec: Any = None, **params: Any) -> Dataset:
+    unknown = sorted(set(params) - set(_LOADER_PARAMS))
+    if unknown:
+        raise ValueError(
+            f"unknown userlog parameter(s) {unknown}; known: path, spec, "
+            f"{', '.join(_LOADER_PARAMS)}"
+        )
+    if path is None or spec is None:
+        raise ValueError(
+            "userlog needs path= (a CSV/TSV/Parquet log) and spec= (a UserLogSpec, a dict or "
+            "a YAML file); see twin_study.data.userlogs"
+        )
+    return load_userlog(path, spec, **params)
+
+
+__all__ = [
+    "UserLogError",
+    "UserLogSpec",
+    "events_to_dataset",
+    "load_userlog",
+    "natural_codes",
+    "quantile_codes",
+]
