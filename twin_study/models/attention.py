@@ -21,6 +21,7 @@ projection, nothing cacheable), ``nobias`` (ablation "w/o Bias": no cross featur
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -101,6 +102,27 @@ class TwinAttention(nn.Module):
         for j in range(1, len(tables)):
             out = out + tables[j][codes[..., j]]
         return out
+
+    def scoring_flops(self, L: int, B: int = 1, vocab: Sequence[int] = ()) -> dict[str, int]:
+        """FLOPs of the GSU's alpha (Eq. 6) for ONE request: L behaviours against B candidates.
+
+        Matmul terms (a multiply-add counts 2, as ``torch.utils.flop_counter`` counts them):
+        ``query`` q W^q of the B candidates; ``keys`` the projection [K_h, K_c] W^k of the L
+        behaviours (raw mode only: split and nobias read K_h W^h from the item cache, a gather);
+        ``tables`` the per-code cross-bias tables (split; ``vocab`` = codes per cross feature);
+        ``dot`` B x L x heads x d_k. Not a matmul: ``bias`` (split) = the beta scaling of the
+        tables, J - 1 adds to sum a behaviour's J lookups, and one add per candidate score.
+        Gathers move bytes and count no FLOPs.
+        """
+        hd = self.heads * self.d_k
+        cross = self.mode == "split" and self.J > 0
+        return {
+            "query": 2 * B * self.W_q.in_features * hd,
+            "keys": 2 * L * self.W_k.in_features * hd if self.mode == "raw" else 0,
+            "tables": 2 * sum(vocab) * self.cross_dim * self.heads if cross else 0,
+            "dot": 2 * B * L * hd,
+            "bias": self.heads * (sum(vocab) + L * (self.J - 1 + B)) if cross else 0,
+        }
 
     # ---------------------------------------------------------------- full attention
     def scores(self, qh: torch.Tensor, k_h: torch.Tensor, k_c: torch.Tensor) -> torch.Tensor:

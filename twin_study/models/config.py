@@ -43,6 +43,10 @@ class ModelConfig:
     small_dim: int = 8  # embedding size of every other feature (paper: 8)
     large_vocab: int = 1000  # a feature with more codes than this counts as a large-vocab id
     mlp: tuple[int, ...] = (200, 80)  # hidden sizes of the MLP mixer (not stated)
+    # Also feed the MLP the element-wise products of each interest vector with a projection
+    # of the target (not stated in the paper; without it a ReLU MLP must learn to compare two
+    # 64-d vectors from few samples, and every long-term module looks alike).
+    mlp_interaction: bool = True
     merge: str = "round_robin"  # CP-GSU: walk the heads' ranked lists in turn (paper §4.3)
     cache_refresh: int = 0  # rebuild the K_h W^h item cache every N training steps; 0 = always
     gsu_chunk: int = 2048  # behaviours scored per chunk (bounds memory at L = 10^4..10^5)

@@ -143,6 +143,9 @@ class CTRModel(nn.Module):
                                    H, cfg.d_out)  # fmt: skip
         self.short = TwinAttention(H, J, cd, mode="split", **att)  # own parameters
         width = cfg.d_out * 2 + self.emb.U + H
+        if cfg.mlp_interaction:
+            self.target_proj = nn.Linear(H, cfg.d_out)
+            width += cfg.d_out * 2
         layers: list[nn.Module] = []
         for h in cfg.mlp:
             layers += [nn.Linear(width, h), nn.ReLU()]
@@ -179,6 +182,11 @@ class CTRModel(nn.Module):
         if isinstance(self.gsu, CpGSU):
             self.gsu.step()
 
+    def refresh_cache(self) -> None:
+        """Rebuild the item cache now (e.g. after loading weights, as serving would)."""
+        if isinstance(self.gsu, CpGSU):
+            self.gsu.cache.rebuild(*self.gsu._src)
+
     def prepare_eval(self) -> None:
         """Before evaluation: a cache that is meant to be fresh (refresh = 0) is rebuilt."""
         if isinstance(self.gsu, CpGSU):
@@ -201,7 +209,11 @@ class CTRModel(nn.Module):
         idx = torch.arange(S, device=q.device).expand(B, S)
         short_valid = batch.mask(S)[batch.req]
         short_out, _ = self._attend(self.short, self.short.query(q), batch, idx, short_valid)
-        x = torch.cat([long_out, short_out, self.emb.user(batch.user), q], dim=-1)
+        parts = [long_out, short_out, self.emb.user(batch.user), q]
+        if self.cfg.mlp_interaction:
+            t = self.target_proj(q)  # (B, d_out)
+            parts += [long_out * t, short_out * t]
+        x = torch.cat(parts, dim=-1)
         logit = self.mlp(x).squeeze(-1)
         return (logit, aux) if return_aux else logit
 

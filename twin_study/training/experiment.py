@@ -104,6 +104,7 @@ def run(
         saved = json.loads((folder / "result.json").read_text())
         net.load_state_dict(torch.load(folder / "model.pt", map_location=train.device))
         net.to(train.device)
+        net.refresh_cache()
         return RunResult(net, saved["metrics"], saved["train"], saved["model_config"],
                          saved["train_config"], key, cached=True)  # fmt: skip
     t0 = time.perf_counter()

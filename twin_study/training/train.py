@@ -155,6 +155,7 @@ def fit(model: CTRModel, ds: Dataset, cfg: TrainConfig) -> TrainResult:
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+        model.refresh_cache()  # the cache must match the weights just loaded
     result.train_seconds = t_train
     result.samples_per_second = n_seen / max(t_train, 1e-9)
     result.peak_rss_mb = peak_rss_mb()
