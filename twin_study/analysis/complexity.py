@@ -1,0 +1,686 @@
+"""What TWIN's feature split saves in CP-GSU scoring: analytic counts and measurements.
+
+Raw MHTA scores a request's L behaviours by projecting their full features [K_h, K_c]
+(H + C wide) into heads x d_k keys: L (H + C) heads d_k multiply-adds, all of it per request.
+TWIN (Eq. 4-6) reads K_h W^h from the item cache (a gather of L x heads x d_k floats), adds J
+scalar cross biases per behaviour and head from per-code tables, and keeps only the dot with
+the candidates' queries. This module
+
+* re-derives both costs by hand (FLOPs and the bytes a call must move) in ``analytic_cost``,
+  next to the model's own ``TwinAttention.scoring_flops`` and ``torch.utils.flop_counter``;
+* times the package's real code paths (``live_scores`` of a raw-MHTA model vs
+  ``CpGSU.scores`` reading the cache), the key side alone, and a whole ``CTRModel`` forward
+  split into its stages; measures peak memory and this machine's matmul / memory roofs;
+* runs TWIN training steps in a subprocess for an honest peak RSS (``train_probe``).
+
+Conventions: FLOPs count a multiply-add as 2 (as ``FlopCounterMode`` does); "matmul FLOPs" are
+the ones ``FlopCounterMode`` sees (mm/bmm), "other FLOPs" the element-wise adds it ignores;
+gathers move bytes and count no FLOPs. Bytes are the compulsory traffic of a call (inputs read
+once, the score tensor written once, fp32 values and int64 codes), not what the implementation's
+temporaries add. Peak memory is the peak of tensor bytes allocated during a call above what was
+allocated before it: ``torch.cuda.max_memory_allocated`` on a GPU and the same quantity on the
+CPU from the profiler's allocation events (``peak_allocated``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..data.batching import Batch
+from ..models.attention import TwinAttention
+from ..models.config import ModelConfig
+from ..models.ctr import CTRModel, build_model
+from ..models.gsu import live_scores
+
+F32, I64 = 4, 8  # bytes per value and per code
+METHODS = ("raw", "twin")  # raw MHTA (no split, no cache) and TWIN (split + item cache)
+LONG_MODULE = {"raw": "twin_raw", "twin": "twin"}
+
+
+# ------------------------------------------------------------------------------ analytic
+
+
+@dataclass(frozen=True)
+class Dims:
+    """The sizes that set the cost of scoring. Defaults: the synthetic data set's features."""
+
+    H: int = 144  # K_h width: item id 64 + author 64 + category 8 + duration 8
+    vocab: tuple[int, ...] = (10, 2, 16)  # codes per cross feature (play ratio, liked, time gap)
+    cross_dim: int = 8  # embedding size of a cross feature (paper: 8)
+    heads: int = 4
+    d_k: int = 16
+    item_codes: int = 3  # item-table features looked up besides the id (author, category, ...)
+
+    @property
+    def J(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def C(self) -> int:
+        return self.J * self.cross_dim
+
+    @property
+    def hd(self) -> int:
+        return self.heads * self.d_k
+
+    @classmethod
+    def of(cls, model: CTRModel) -> Dims:
+        e = model.emb
+        return cls(H=e.H, vocab=tuple(m.num_embeddings for m in e.cross_emb),
+                   cross_dim=e.cross_dim, heads=model.cfg.heads, d_k=model.cfg.d_k,
+                   item_codes=len(e.item_feature_names))  # fmt: skip
+
+
+def analytic_cost(method: str, L: int, B: int, dims: Dims, R: int = 1) -> dict[str, int]:
+    """FLOPs and compulsory bytes of scoring R requests of L behaviours against B candidates
+    in all (spread evenly over the requests), derived by hand.
+
+    raw:  query B H hd, keys R L (H + C) hd, dot B L hd (multiply-adds);
+          reads ids and item codes, K_h and K_c embeddings, W^k; writes B heads L scores.
+    twin: query B H hd, tables sum(vocab) cross_dim heads, dot B L hd (multiply-adds);
+          adds: heads (sum(vocab) [beta] + R L (J - 1) [sum of J lookups] + B L [into scores]);
+          reads ids, cache rows (L hd floats), cross codes, J lookups per head; writes scores.
+    """
+    d, hd = dims, dims.hd
+    mm = {"query": 2 * B * d.H * hd, "keys": 0, "tables": 0, "dot": 2 * B * L * hd}
+    other = 0
+    rows = R * L
+    nbytes = {"ids": rows * I64, "query": B * (1 + d.item_codes) * I64 + B * d.H * F32,
+              "weights": d.H * hd * F32, "scores": B * d.heads * L * F32}  # fmt: skip
+    if method == "raw":
+        mm["keys"] = 2 * rows * (d.H + d.C) * hd
+        nbytes["weights"] += (d.H + d.C) * hd * F32
+        nbytes["keys"] = rows * (d.item_codes * I64 + d.H * F32 + d.J * I64 + d.C * F32)
+    elif method == "twin":
+        mm["tables"] = 2 * sum(d.vocab) * d.cross_dim * d.heads
+        other = d.heads * (sum(d.vocab) + rows * (d.J - 1) + B * L)
+        nbytes["keys"] = rows * (hd * F32 + d.J * I64 + d.J * d.heads * F32)
+        nbytes["weights"] += sum(d.vocab) * d.cross_dim * F32 + d.J * d.cross_dim * d.heads * F32
+    else:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    flops_mm = sum(mm.values())
+    return {
+        **{f"flops_{k}": v for k, v in mm.items()},
+        "flops_matmul": flops_mm,
+        "flops_other": other,
+        "flops": flops_mm + other,
+        "key_side_flops": flops_mm + other - mm["query"],  # all but the candidates' W^q
+        "bytes": sum(nbytes.values()),
+    }
+
+
+def cost_table(L_values: Sequence[int], B_values: Sequence[int], dims: Dims) -> pd.DataFrame:
+    """``analytic_cost`` of one request for every (L, B, method), with per-behaviour costs,
+    arithmetic intensity and TWIN's reduction of the key side."""
+    rows = []
+    for L in L_values:
+        for B in B_values:
+            for m in METHODS:
+                c = analytic_cost(m, L, B, dims)
+                rows.append({"L": L, "B": B, "method": m, **c,
+                             "key_side_flops_per_behaviour": c["key_side_flops"] / L,
+                             "intensity": c["flops"] / c["bytes"]})  # fmt: skip
+    df = pd.DataFrame(rows)
+    raw = df[df.method == "raw"][["L", "B", "key_side_flops"]]
+    raw = df[["L", "B"]].merge(raw, on=["L", "B"], how="left")["key_side_flops"].to_numpy()
+    df["key_side_reduction"] = 1 - df["key_side_flops"] / raw
+    return df
+
+
+def paper_claim(dims: Dims, L: int = 10_000, B_values: Sequence[int] = (1, 100, 1000)) -> dict:
+    """The paper's "-99.3 %" in FLOPs, our way, with what is compared to what.
+
+    ``projection``: the projection of L rows of K_h (raw: of [K_h, K_c]) against what replaces it
+    in TWIN (a gather: no FLOPs) -> 100 % by construction. ``key_side``: everything scoring does
+    per request except the candidates' own W^q (raw: projection + dot; TWIN: cross tables, bias
+    adds + dot), for B candidates; the dot is the same in both, so the cut shrinks as B grows.
+    """
+    raw, twin = (analytic_cost(m, L, 1, dims) for m in METHODS)
+    out = {"L": L, "projection_raw_flops": raw["flops_keys"],
+           "projection_twin_flops": twin["flops_keys"],
+           "projection_reduction": 1 - twin["flops_keys"] / raw["flops_keys"],
+           "twin_gather_bytes": L * dims.hd * F32}  # fmt: skip
+    for B in B_values:
+        r, t = analytic_cost("raw", L, B, dims), analytic_cost("twin", L, B, dims)
+        out[f"key_side_reduction_B{B}"] = 1 - t["key_side_flops"] / r["key_side_flops"]
+    return out
+
+
+def model_flops(att: TwinAttention, L: int, B: int, vocab: Sequence[int]) -> dict[str, int]:
+    """The model's own count (``TwinAttention.scoring_flops``), split as FlopCounterMode sees it."""
+    f = att.scoring_flops(L, B, vocab)
+    return {"matmul": f["query"] + f["keys"] + f["tables"] + f["dot"], "other": f["bias"]}
+
+
+def counted_flops(fn: Callable[[], object]) -> int:
+    """FLOPs ``torch.utils.flop_counter.FlopCounterMode`` sees in ``fn()`` (matmuls only)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def counter_check(models: dict[str, CTRModel], L: int, B: int, seed: int = 0) -> pd.DataFrame:
+    """Model-reported, hand-derived and FlopCounterMode matmul FLOPs of the package's real code
+    paths for one request of L behaviours and B candidates (like with like: matmul FLOPs only;
+    the element-wise adds the counter ignores are listed separately)."""
+    raw, twin = models["raw"], models["twin"]
+    dims = Dims.of(twin)
+    batch = random_batch(twin, L, B, 1, seed)
+    x = twin.gsu_input(batch)
+    twin.gsu.ensure_fresh()  # the cache is built by the projector, not per request
+    k_h, k_c = raw.emb.inherent(x.hist_item), raw.emb.cross(x.hist_cross)
+    hand_raw, hand_twin = analytic_cost("raw", L, B, dims), analytic_cost("twin", L, B, dims)
+    n_rows = twin.gsu.cache.keys.shape[0]
+    cases = [
+        ("TwinAttention.raw_keys: [K_h, K_c] W^k of L rows",
+         raw.esu.scoring_flops(L, B, dims.vocab)["keys"], hand_raw["flops_keys"], 0,
+         lambda: raw.esu.raw_keys(k_h, k_c)),
+        ("live_scores, raw MHTA (query + keys + dot)",
+         model_flops(raw.esu, L, B, dims.vocab)["matmul"], hand_raw["flops_matmul"], 0,
+         lambda: live_scores(raw.emb, raw.esu, x)),
+        ("CpGSU.scores, TWIN (query + tables + dot)",
+         model_flops(twin.esu, L, B, dims.vocab)["matmul"], hand_twin["flops_matmul"],
+         hand_twin["flops_other"], lambda: twin.gsu.scores(x)),
+        ("ItemKeyCache.rebuild: K_h W^h of every item (per refresh)",
+         None, 2 * n_rows * dims.H * dims.hd, 0,
+         lambda: twin.gsu.cache.rebuild(twin.emb, twin.esu)),
+    ]  # fmt: skip
+    rows = [{"path": name, "model": m, "hand": h, "counter": counted_flops(fn),
+             "other_flops_not_counted": o} for name, m, h, o, fn in cases]  # fmt: skip
+    return pd.DataFrame(rows).set_index("path")
+
+
+# ------------------------------------------------------------------------------ set-up
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu``, ``cuda`` (an error without a GPU) or ``auto`` (cuda when available)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or auto")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch sees no GPU; use cpu or auto")
+    return torch.device(device)
+
+
+def build_models(
+    heads: int = 4,
+    d_k: int = 16,
+    id_dim: int = 64,
+    small_dim: int = 8,
+    n_items: int = 20_000,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> dict[str, CTRModel]:
+    """A raw-MHTA and a TWIN CTR model (eval mode) on the synthetic data set's schema.
+
+    Only the item table and the cross-feature schema matter for scoring cost, so the data set is
+    tiny; histories of any length come from ``random_batch``. ``long_len`` is set far above any
+    L so the batch's width decides L.
+    """
+    from ..data import SyntheticConfig, generate
+
+    ds = generate(SyntheticConfig(n_users=8, n_items=n_items, n_authors=min(2000, n_items),
+                                  history_len=200, history_min=50, requests_per_user=1,
+                                  seed=seed))  # fmt: skip
+    models = {}
+    for m in METHODS:
+        torch.manual_seed(seed)
+        cfg = ModelConfig(long_module=LONG_MODULE[m], long_len=10**7, heads=heads, d_k=d_k,
+                          id_dim=id_dim, small_dim=small_dim)  # fmt: skip
+        models[m] = build_model(cfg, ds).to(device).eval()
+    return models
+
+
+def random_batch(model: CTRModel, L: int, B: int, R: int = 1, seed: int = 0) -> Batch:
+    """R requests with full histories of L random behaviours and B candidates in all (spread
+    evenly over the requests), on the model's device. Cost does not depend on the values."""
+    if not 1 <= R <= B:
+        raise ValueError(f"need 1 <= R <= B, got R = {R}, B = {B}")
+    g = torch.Generator().manual_seed(seed)
+    e = model.emb
+    n = e.n_items
+    cross = [torch.randint(0, m.num_embeddings, (R, L), generator=g) for m in e.cross_emb]
+    batch = Batch(
+        sample_idx=torch.arange(B), user=torch.zeros(B, dtype=torch.long),
+        target=torch.randint(1, n + 1, (B,), generator=g), label=torch.zeros(B),
+        req=torch.arange(B) * R // B,  # request of each candidate
+        hist_item=torch.randint(1, n + 1, (R, L), generator=g),  # (R, L)
+        hist_cross=torch.stack(cross, dim=-1),  # (R, L, J)
+        hist_len=torch.full((R,), L), hist_pos=torch.arange(L).repeat(R, 1),
+    )  # fmt: skip
+    return batch.to(next(model.parameters()).device)
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(
+    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, repeats interleaved (raw, twin, raw, twin, ...) so
+    that load from other processes hits both alike; ``warmup`` untimed calls first."""
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for fn in fns.values():
+                fn()
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                _sync(device)
+                t0 = time.perf_counter()
+                fn()
+                _sync(device)
+                out[name].append(time.perf_counter() - t0)
+    return out
+
+
+def peak_allocated(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes of tensors allocated while ``fn()`` runs, above what was allocated before
+    (its result included while it is alive).
+
+    GPU: ``torch.cuda.max_memory_allocated`` after a reset. CPU: the same quantity from the
+    profiler's allocation events (every allocation and free of torch's CPU allocator, in order):
+    the running sum's maximum. Python objects and the allocator's free lists are not counted.
+    """
+    with torch.no_grad():
+        if device.type == "cuda":
+            _sync(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            out = fn()
+            _sync(device)
+            peak = torch.cuda.max_memory_allocated(device) - base
+            del out
+            return int(peak)
+        from torch._C._profiler import _EventType
+        from torch.profiler import ProfilerActivity, profile
+
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # no start/stop line per profile
+
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            out = fn()
+        del out
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        if node.tag == _EventType.Allocation:
+            events.append((node.start_time_ns, node.extra_fields.alloc_size))
+        stack.extend(node.children)
+    cur = peak = 0
+    for _, size in sorted(events):
+        cur += size
+        peak = max(peak, cur)
+    return int(peak)
+
+
+def machine_peaks(device: torch.device, repeats: int = 5, n: int = 2048, mbytes: int = 128) -> dict:
+    """This machine's fp32 matmul rate (an n x n torch.mm), copy bandwidth (a ``mbytes`` MiB
+    copy: read + write) and gather bandwidth (random 256-byte rows, like the item cache)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    src = torch.empty(mbytes * 2**20 // F32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    rows = mbytes * 2**20 // (64 * F32)
+    table = torch.randn(rows, 64, device=device)  # rows of 64 fp32 = one cache row (heads x d_k)
+    idx = torch.randint(0, rows, (rows // 2,), device=device)
+    t = time_calls({"mm": lambda: torch.mm(a, b), "copy": lambda: dst.copy_(src),
+                    "gather": lambda: table.index_select(0, idx)}, device, repeats)  # fmt: skip
+    med = {k: float(np.median(v)) for k, v in t.items()}
+    return {
+        "matmul_flops_per_s": 2 * n**3 / med["mm"],
+        "copy_bytes_per_s": 2 * src.numel() * F32 / med["copy"],
+        "gather_bytes_per_s": (2 * len(idx) * 64 * F32 + len(idx) * I64) / med["gather"],
+    }
+
+
+def measure_scoring(
+    models: dict[str, CTRModel],
+    L_values: Sequence[int],
+    B_values: Sequence[int],
+    train_batch: int = 256,
+    per_request: int = 5,
+    repeats: int = 3,
+    memory: bool = True,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Wall time (median of ``repeats``) and peak memory of CP-GSU scoring, raw vs TWIN, for one
+    request with B candidates and for a training batch (``train_batch`` samples,
+    ``per_request`` candidates per request), with the analytic FLOPs and bytes of each call.
+
+    raw: ``live_scores`` of the raw-MHTA model (projects all L behaviours, chunk by chunk);
+    twin: ``CpGSU.scores`` (gathers K_h W^h from the item cache, built before timing).
+    """
+    raw, twin = models["raw"], models["twin"]
+    device = next(twin.parameters()).device
+    dims = Dims.of(twin)
+    twin.gsu.ensure_fresh()
+    settings = [("request", B, 1) for B in B_values]
+    if train_batch:
+        settings.append(("train batch", train_batch, -(-train_batch // per_request)))
+    rows = []
+    for L in L_values:
+        for setting, B, R in settings:
+            x = twin.gsu_input(random_batch(twin, L, B, R, seed))
+            fns = {"raw": lambda x=x: live_scores(raw.emb, raw.esu, x),
+                   "twin": lambda x=x: twin.gsu.scores(x)}  # fmt: skip
+            times = time_calls(fns, device, repeats)
+            for m, fn in fns.items():
+                c = analytic_cost(m, L, B, dims, R)
+                t = float(np.median(times[m]))
+                rows.append({"setting": setting, "L": L, "B": B, "R": R, "method": m,
+                             "time_s": t, "time_min_s": min(times[m]),
+                             "peak_mb": peak_allocated(fn, device) / 2**20 if memory else None,
+                             "flops": c["flops"], "bytes": c["bytes"],
+                             "intensity": c["flops"] / c["bytes"],
+                             "flops_per_s": c["flops"] / t})  # fmt: skip
+            del x, fns
+    return pd.DataFrame(rows)
+
+
+def side_by_side(scoring: pd.DataFrame) -> pd.DataFrame:
+    """One row per (setting, L, B): raw and TWIN next to each other, with their ratios."""
+    cols = ["time_s", "flops", "peak_mb"]
+    wide = scoring.pivot_table(index=["setting", "L", "B", "R"], columns="method", values=cols,
+                               sort=False)  # fmt: skip
+    wide.columns = [f"{m}_{c}" for c, m in wide.columns]
+    wide["speedup"] = wide["raw_time_s"] / wide["twin_time_s"]
+    wide["flop_ratio"] = wide["raw_flops"] / wide["twin_flops"]
+    return wide.reset_index()
+
+
+def format_side_by_side(wide: pd.DataFrame) -> str:
+    """``side_by_side`` as the text table ``twin-study bench`` prints (ms, GFLOP, MiB)."""
+    cols = {"setting": ("setting", str), "L": ("L", "{:,}".format), "B": ("B", "{:,}".format),
+            "R": ("R", str), "raw_time_s": ("raw ms", lambda v: f"{1e3 * v:.2f}"),
+            "twin_time_s": ("TWIN ms", lambda v: f"{1e3 * v:.2f}"),
+            "speedup": ("speed-up", lambda v: f"{v:.2f}x"),
+            "raw_flops": ("raw GFLOP", lambda v: f"{v / 1e9:.4f}"),
+            "twin_flops": ("TWIN GFLOP", lambda v: f"{v / 1e9:.4f}"),
+            "flop_ratio": ("FLOP ratio", lambda v: f"{v:.1f}x"),
+            "raw_peak_mb": ("raw MiB", lambda v: f"{v:.1f}"),
+            "twin_peak_mb": ("TWIN MiB", lambda v: f"{v:.1f}")}  # fmt: skip
+    keep = [c for c in cols if c in wide]
+    table = pd.DataFrame({cols[c][0]: wide[c].map(cols[c][1]) for c in keep})
+    return table.to_string(index=False)
+
+
+def roofline(scoring: pd.DataFrame, peaks: dict) -> pd.DataFrame:
+    """Attained FLOP/s of each scoring call against its roof min(peak, intensity x bandwidth)."""
+    df = scoring.copy()
+    df["roof_flops_per_s"] = np.minimum(peaks["matmul_flops_per_s"],
+                                        df["intensity"] * peaks["copy_bytes_per_s"])  # fmt: skip
+    df["roofline_fraction"] = df["flops_per_s"] / df["roof_flops_per_s"]
+    return df
+
+
+def measure_key_side(
+    models: dict[str, CTRModel], L_values: Sequence[int], repeats: int = 3, seed: int = 0
+) -> pd.DataFrame:
+    """The paper's bottleneck in time, one request: the projection of L rows against the cache
+    gather that replaces it, alone and with what each needs around it.
+
+    raw_projection: [K_h, K_c] W^k on already gathered features (the matmul alone);
+    raw_key_side: embedding gathers + projection; twin_gather: ``cache.keys[items]``;
+    twin_key_side: gather + the J cross-bias lookups (tables built per call, as CpGSU does).
+    """
+    raw, twin = models["raw"], models["twin"]
+    device = next(twin.parameters()).device
+    twin.gsu.ensure_fresh()
+    rows = []
+    for L in L_values:
+        b = random_batch(twin, L, 1, 1, seed)
+        items, codes = b.hist_item, b.hist_cross
+        k_h, k_c = raw.emb.inherent(items), raw.emb.cross(codes)
+        fns = {
+            "raw_projection": lambda k_h=k_h, k_c=k_c: raw.esu.raw_keys(k_h, k_c),
+            "raw_key_side": lambda i=items, c=codes: raw.esu.raw_keys(raw.emb.inherent(i),
+                                                                      raw.emb.cross(c)),
+            "twin_gather": lambda i=items: twin.gsu.cache.keys[i],
+            "twin_key_side": lambda i=items, c=codes: (
+                twin.gsu.cache.keys[i],
+                twin.esu.lookup_bias(twin.esu.cross_bias_tables(twin.emb), c)),
+        }  # fmt: skip
+        t = time_calls(fns, device, repeats)
+        rows.append({"L": L, **{f"{k}_s": float(np.median(v)) for k, v in t.items()}})
+    df = pd.DataFrame(rows)
+    df["projection_time_reduction"] = 1 - df["twin_gather_s"] / df["raw_projection_s"]
+    df["key_side_time_reduction"] = 1 - df["twin_key_side_s"] / df["raw_key_side_s"]
+    return df
+
+
+# ------------------------------------------------------------------------------ stages
+
+
+@contextmanager
+def _stage_clock(model: CTRModel, clock: dict[str, float]) -> Iterator[None]:
+    """Time the stages of the model's own forward by wrapping its GSU and attention calls on
+    this instance (restored on exit): ``gsu.select`` (scores + top-k), ``gsu.scores`` and
+    ``_attend`` (ESU over the k finalists, or the short-term branch)."""
+    device = next(model.parameters()).device
+    gsu, attend = model.gsu, model._attend
+
+    def timed(name: str, fn: Callable) -> Callable:
+        def wrapper(*args, **kwargs):
+            _sync(device)
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            _sync(device)
+            clock[name] += time.perf_counter() - t0
+            return out
+
+        return wrapper
+
+    gsu.scores = timed("gsu_scores", gsu.scores)
+    gsu.select = timed("gsu_select", gsu.select)
+    esu, short = timed("esu", attend), timed("short_term", attend)
+    model._attend = lambda att, *a: (esu if att is model.esu else short)(att, *a)
+    try:
+        yield
+    finally:
+        del gsu.scores, gsu.select, model._attend
+
+
+STAGES = ("CP-GSU scoring", "top-k merge", "ESU", "short-term", "embeddings + MLP")
+
+
+def stage_times(model: CTRModel, batch: Batch, repeats: int = 3) -> dict[str, float]:
+    """Median seconds of each stage of a whole forward (the request path): CP-GSU scoring,
+    top-k merge, ESU over the k finalists, short-term branch, and the rest (target and user
+    embeddings, MLP), plus ``total``. The clock's own cost is inside the stages it wraps."""
+    device = next(model.parameters()).device
+    per: dict[str, list[float]] = defaultdict(list)
+    with torch.no_grad():
+        model(batch)  # warm-up
+        for _ in range(repeats):
+            clock: dict[str, float] = defaultdict(float)
+            with _stage_clock(model, clock):
+                _sync(device)
+                t0 = time.perf_counter()
+                model(batch)
+                _sync(device)
+                total = time.perf_counter() - t0
+            parts = {
+                STAGES[0]: clock["gsu_scores"],
+                STAGES[1]: clock["gsu_select"] - clock["gsu_scores"],
+                STAGES[2]: clock["esu"],
+                STAGES[3]: clock["short_term"],
+            }
+            parts[STAGES[4]] = total - sum(parts.values())
+            for k, v in {**parts, "total": total}.items():
+                per[k].append(v)
+    return {k: float(np.median(v)) for k, v in per.items()}
+
+
+def measure_stages(
+    models: dict[str, CTRModel],
+    L_values: Sequence[int],
+    B: int,
+    R: int = 1,
+    repeats: int = 3,
+    memory: bool = True,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """``stage_times`` (and the forward's peak memory) for raw and TWIN at each L."""
+    rows = []
+    for L in L_values:
+        for m, model in models.items():
+            if m == "twin":
+                model.gsu.ensure_fresh()
+            batch = random_batch(model, L, B, R, seed)
+            t = stage_times(model, batch, repeats)
+            device = next(model.parameters()).device
+            peak = peak_allocated(partial(model, batch), device) / 2**20 if memory else None
+            rows.append({"L": L, "B": B, "R": R, "method": m, **t, "peak_mb": peak})
+    df = pd.DataFrame(rows)
+    for s in STAGES:
+        df[f"share {s}"] = df[s] / df["total"]
+    return df
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def train_probe(
+    L: int,
+    batch_size: int = 256,
+    steps: int = 3,
+    warmup: int = 1,
+    device: str = "cpu",
+    threads: int = 0,
+    seed: int = 0,
+) -> dict:
+    """TWIN training throughput at history length L: ``warmup`` + ``steps`` training steps
+    exactly as ``twin_study.training.fit`` takes them (batch building, cache step, forward,
+    BCE, backward, AdaGrad + Adam) on synthetic data with histories of about L behaviours.
+    Only the ``steps`` after the warm-up are timed. Run it in a fresh process
+    (``train_probe_subprocess``) so that ``peak_rss_mb`` is this probe's own peak."""
+    from ..data import SyntheticConfig, generate
+    from ..training.train import TrainConfig, builder_for, make_optimizers
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    # A batch holds whole requests (5 samples each); a user gives ~40 training samples.
+    need = (warmup + steps) * (batch_size + 5)
+    ds = generate(SyntheticConfig(n_users=-(-need // 32), history_len=L,
+                                  history_min=min(200, L), seed=seed))  # fmt: skip
+    gen_s = time.perf_counter() - t0
+    torch.manual_seed(seed)
+    cfg_m = ModelConfig(long_module="twin", long_len=L, k=min(100, L))
+    model = build_model(cfg_m, ds).to(dev).train()
+    cfg = TrainConfig(batch_size=batch_size, device=str(dev), progress=False, seed=seed)
+    opts = make_optimizers(model, cfg)
+    batches = builder_for(model, ds).batches(ds.split_indices("train"), batch_size,
+                                             shuffle=True, seed=seed)  # fmt: skip
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    step_s, n_seen = [], 0
+    for i in range(warmup + steps):
+        _sync(dev)
+        t = time.perf_counter()
+        batch = next(batches).to(dev)
+        model.cache_step()
+        loss = F.binary_cross_entropy_with_logits(model(batch), batch.label)
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        for o in opts:
+            o.step()
+        loss.item()
+        _sync(dev)
+        if i >= warmup:
+            step_s.append(time.perf_counter() - t)
+            n_seen += len(batch.label)
+    return {
+        "L": L, "batch_size": batch_size, "steps": steps, "device": str(dev),
+        "threads": torch.get_num_threads(), "samples_per_s": n_seen / sum(step_s),
+        "step_s": step_s, "peak_rss_mb": own_peak_rss_mb(), "generate_s": gen_s,
+        "cuda_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20
+        if dev.type == "cuda" else None,
+    }  # fmt: skip
+
+
+def own_peak_rss_mb() -> float:
+    """Peak resident memory of this process image in MiB: VmHWM of /proc/self/status.
+
+    Not ``ru_maxrss``: Linux carries the parent's peak into a child's ru_maxrss across
+    fork + exec, so a small probe started from a big notebook kernel would report the kernel's
+    peak. Falls back to ru_maxrss where /proc is missing.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    from ..training.train import peak_rss_mb
+
+    return peak_rss_mb()
+
+
+def train_probe_subprocess(timeout: float = 1800, **kwargs) -> dict:
+    """``train_probe(**kwargs)`` in a fresh Python process; its peak RSS is the probe's alone."""
+    cmd = [sys.executable, "-m", "twin_study.analysis.complexity", "train-probe",
+           json.dumps(kwargs)]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"train probe {kwargs} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def pick(df: pd.DataFrame, col: str, **where) -> float | None:
+    """The value of ``col`` in the one row of ``df`` matching ``where`` (column = value);
+    None when there is none (a grid without that point)."""
+    rows = df.loc[(df[list(where)] == pd.Series(where)).all(axis=1), col]
+    if len(rows) > 1:
+        raise ValueError(f"{len(rows)} rows match {where}")
+    return float(rows.iloc[0]) if len(rows) and pd.notna(rows.iloc[0]) else None
+
+
+def L_tag(L: int) -> str:
+    """10000 -> "1e4" (powers of ten), other lengths as they are: keys of results.json."""
+    e = len(str(int(L))) - 1
+    return f"1e{e}" if 10**e == L else str(int(L))
+
+
+def environment() -> dict:
+    """What the timings depend on: torch version, threads, CPU count and load."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "load_1min": load[0], "cuda": gpu}  # fmt: skip
+
+
+def dims_dict(dims: Dims) -> dict:
+    return {**asdict(dims), "J": dims.J, "C": dims.C}
+
+
+if __name__ == "__main__":  # python -m twin_study.analysis.complexity train-probe '{"L": 1000}'
+    if len(sys.argv) != 3 or sys.argv[1] != "train-probe":
+        sys.exit("usage: python -m twin_study.analysis.complexity train-probe '<json kwargs>'")
+    print(json.dumps(train_probe(**json.loads(sys.argv[2]))))

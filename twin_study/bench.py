@@ -1,0 +1,113 @@
+"""``twin-study bench``: CP-GSU scoring cost, raw MHTA vs TWIN, side by side.
+
+The table of notebooks/01_complexity.ipynb outside the notebook: for each history length L,
+one request with B candidates (each ``--candidates``) and a training batch, the wall time
+(median of ``--repeats``), the FLOPs and the peak memory of scoring the L behaviours with raw
+MHTA (``live_scores``: projects [K_h, K_c] of every behaviour) and with TWIN (``CpGSU.scores``:
+reads K_h W^h from the item cache), and their ratios::
+
+    twin-study bench --L 1000 1e4 --candidates 1 100 --repeats 5
+    twin-study bench --device cuda --L 1e4 1e5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+MAX_L = 10**6
+
+
+def _integer(text: str) -> int | None:
+    """``"1000"``, ``"1e4"`` or ``"10_000"`` -> int; None when not a whole number."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
+def history_length(text: str) -> int:
+    value = _integer(text)
+    if value is None or not 1 <= value <= MAX_L:
+        raise argparse.ArgumentTypeError(
+            f"invalid L {text!r}: a history length is a whole number of behaviours between 1 "
+            f"and {MAX_L:.0e}, e.g. 1000 or 1e4"
+        )
+    return value
+
+
+def positive(text: str) -> int:
+    value = _integer(text)
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: need a positive integer")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--L",
+        nargs="+",
+        type=history_length,
+        default=[100, 1000, 10_000],
+        metavar="L",
+        help="history lengths (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        type=positive,
+        default=[1, 100, 1000],
+        metavar="B",
+        help="candidates of one request (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--train-batch",
+        type=int,
+        default=256,
+        metavar="N",
+        help="also a training batch of N samples, 5 per request; 0 = skip (default: %(default)s)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
+    parser.add_argument(
+        "--repeats",
+        type=positive,
+        default=3,
+        help="timed calls per point, median reported (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads; 0 = torch's default"
+    )
+    parser.add_argument("--heads", type=positive, default=4, help="attention heads (default 4)")
+    parser.add_argument("--d-k", type=positive, default=16, help="key size per head (default 16)")
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the peak memory (one extra call a point)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from twin_study.analysis import complexity as cx
+
+    if args.train_batch < 0:
+        print("twin-study bench: error: --train-batch must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        device = cx.resolve_device(args.device)
+    except ValueError as exc:
+        print(f"twin-study bench: error: {exc}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = cx.build_models(heads=args.heads, d_k=args.d_k, device=device)
+    env = cx.environment()
+    print(f"CP-GSU scoring, raw MHTA vs TWIN on {device} (torch {env['torch']}, "
+          f"{env['threads']} threads, load {env['load_1min']:.1f}); "
+          f"median of {args.repeats}; dims {cx.dims_dict(cx.Dims.of(models['twin']))}")  # fmt: skip
+    scoring = cx.measure_scoring(models, args.L, args.candidates, train_batch=args.train_batch,
+                                 repeats=args.repeats, memory=not args.no_memory)  # fmt: skip
+    print(cx.format_side_by_side(cx.side_by_side(scoring)))
+    print("speed-up = raw time / TWIN time; FLOP ratio = raw FLOPs / TWIN FLOPs (analytic); "
+          "MiB = peak tensor memory allocated by the call")  # fmt: skip
+    return 0
