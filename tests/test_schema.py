@@ -176,11 +176,15 @@ def test_empty_history_is_valid():
 
 
 def test_sample_fields_are_checked():
-    with pytest.raises(SchemaError, match=r"samples\.label: labels must be 0 or 1"):
+    with pytest.raises(
+        SchemaError, match=r"samples\.label: labels must be 0 or 1, got 0.5 at row 1"
+    ):
         with_array("samples", "label", 1, 0.5).validate()
     with pytest.raises(SchemaError, match=r"samples\.user: code 2 at row 0"):
         with_array("samples", "user", 0, 2).validate()
-    with pytest.raises(SchemaError, match=r"samples\.item: target ids must be in \[1, 4\]"):
+    with pytest.raises(
+        SchemaError, match=r"samples\.item: target id 5 at row 1 is not in \[1, 4\]"
+    ):
         with_array("samples", "item", 1, 5).validate()
     with pytest.raises(SchemaError, match=r"samples\.split: code 3 at row 2"):
         with_array("samples", "split", 2, 3).validate()

@@ -119,11 +119,6 @@ def test_relevant_behaviours_are_engaged_visible_and_counted(ds):
         assert (np.diff(r) > 0).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="synthetic.py keeps the interest author it drew for noise behaviours after replacing "
-    "their item by a popular one, so ~18 % of 'relevant' behaviours are not by the target's author",
-)
 def test_relevant_behaviours_are_exactly_the_visible_engaged_same_author_ones(ds):
     s, log = ds.samples, ds.log
     author = ds.items.features["author"]

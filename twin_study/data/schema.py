@@ -171,11 +171,19 @@ class Samples:
             _check_int_array("samples", name, getattr(self, name), s)
         if len(self.label) != s:
             raise SchemaError(f"samples.label: expected length {s}, got {len(self.label)}")
-        if not np.all(np.isin(self.label, (0, 1))):
-            raise SchemaError("samples.label: labels must be 0 or 1")
+        bad = np.flatnonzero(~np.isin(self.label, (0, 1)))
+        if len(bad):
+            raise SchemaError(
+                f"samples.label: labels must be 0 or 1, got {float(self.label[bad[0]]):g} at row "
+                f"{int(bad[0])}"
+            )
         _check_codes("samples", "user", self.user, n_users)
-        if self.item.min() < 1 or self.item.max() > n_items:
-            raise SchemaError(f"samples.item: target ids must be in [1, {n_items}]")
+        bad = np.flatnonzero((self.item < 1) | (self.item > n_items))
+        if len(bad):
+            raise SchemaError(
+                f"samples.item: target id {int(self.item[bad[0]])} at row {int(bad[0])} is not "
+                f"in [1, {n_items}]"
+            )
         _check_codes("samples", "split", self.split, len(SPLITS))
         start = log.user_ptr[self.user]
         stop = log.user_ptr[self.user + 1]

@@ -216,6 +216,7 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
         item = author_items[a_lo + (rng.random(n) * (a_hi - a_lo)).astype(np.int64)]
         noise_items = rng.choice(cfg.n_items, size=int(noise.sum()), p=popularity) + 1
         item[noise] = noise_items
+        author[noise] = item_author0[noise_items]  # relevance must use the item actually seen
         engaged = rng.random(n) < np.where(noise, cfg.engaged_if_noise, cfg.engaged_if_interest)
         play = np.where(
             engaged,
