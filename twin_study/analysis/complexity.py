@@ -385,13 +385,15 @@ def measure_scoring(
             x = twin.gsu_input(random_batch(twin, L, B, R, seed))
             fns = {"raw": lambda x=x: live_scores(raw.emb, raw.esu, x),
                    "twin": lambda x=x: twin.gsu.scores(x)}  # fmt: skip
-            times = time_calls(fns, device, repeats)
-            for m, fn in fns.items():
+            # The memory run doubles as the warm-up call (allocations do not change with it).
+            peaks = {m: peak_allocated(fn, device) / 2**20 if memory else None
+                     for m, fn in fns.items()}  # fmt: skip
+            times = time_calls(fns, device, repeats, warmup=0 if memory else 1)
+            for m in fns:
                 c = analytic_cost(m, L, B, dims, R)
                 t = float(np.median(times[m]))
                 rows.append({"setting": setting, "L": L, "B": B, "R": R, "method": m,
-                             "time_s": t, "time_min_s": min(times[m]),
-                             "peak_mb": peak_allocated(fn, device) / 2**20 if memory else None,
+                             "time_s": t, "time_min_s": min(times[m]), "peak_mb": peaks[m],
                              "flops": c["flops"], "bytes": c["bytes"],
                              "intensity": c["flops"] / c["bytes"],
                              "flops_per_s": c["flops"] / t})  # fmt: skip
@@ -505,14 +507,18 @@ def _stage_clock(model: CTRModel, clock: dict[str, float]) -> Iterator[None]:
 STAGES = ("CP-GSU scoring", "top-k merge", "ESU", "short-term", "embeddings + MLP")
 
 
-def stage_times(model: CTRModel, batch: Batch, repeats: int = 3) -> dict[str, float]:
-    """Median seconds of each stage of a whole forward (the request path): CP-GSU scoring,
-    top-k merge, ESU over the k finalists, short-term branch, and the rest (target and user
-    embeddings, MLP), plus ``total``. The clock's own cost is inside the stages it wraps."""
+def stage_times(
+    model: CTRModel, batch: Batch, repeats: int = 3, warmup: int = 1
+) -> dict[str, float]:
+    """Seconds of each stage of a whole forward (the request path): CP-GSU scoring, top-k
+    merge, ESU over the k finalists, short-term branch, and the rest (target and user
+    embeddings, MLP), plus ``total``; from the repeat with the median total, so the stages add
+    up to it. The clock's own cost is inside the stages it wraps."""
     device = next(model.parameters()).device
-    per: dict[str, list[float]] = defaultdict(list)
+    runs: list[dict[str, float]] = []
     with torch.no_grad():
-        model(batch)  # warm-up
+        for _ in range(warmup):
+            model(batch)
         for _ in range(repeats):
             clock: dict[str, float] = defaultdict(float)
             with _stage_clock(model, clock):
@@ -528,9 +534,9 @@ def stage_times(model: CTRModel, batch: Batch, repeats: int = 3) -> dict[str, fl
                 STAGES[3]: clock["short_term"],
             }
             parts[STAGES[4]] = total - sum(parts.values())
-            for k, v in {**parts, "total": total}.items():
-                per[k].append(v)
-    return {k: float(np.median(v)) for k, v in per.items()}
+            runs.append({**parts, "total": total})
+    runs.sort(key=lambda r: r["total"])
+    return runs[len(runs) // 2]
 
 
 def measure_stages(
@@ -549,9 +555,10 @@ def measure_stages(
             if m == "twin":
                 model.gsu.ensure_fresh()
             batch = random_batch(model, L, B, R, seed)
-            t = stage_times(model, batch, repeats)
             device = next(model.parameters()).device
+            # The memory run doubles as the warm-up call.
             peak = peak_allocated(partial(model, batch), device) / 2**20 if memory else None
+            t = stage_times(model, batch, repeats, warmup=0 if memory else 1)
             rows.append({"L": L, "B": B, "R": R, "method": m, **t, "peak_mb": peak})
     df = pd.DataFrame(rows)
     for s in STAGES:
