@@ -12,9 +12,11 @@ on synthetic data, the recall of the planted truly relevant behaviours.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -41,6 +43,25 @@ class ConsistencyResult:
 
     def hits_at(self, x: int) -> float:
         return float(self.hits[:, self.sizes.index(x)].mean())
+
+
+def _nanmean(a: np.ndarray | None) -> float:
+    return float(np.nanmean(a)) if a is not None and np.isfinite(a).any() else np.nan
+
+
+def results_frame(results: Mapping[tuple[str, str, int], ConsistencyResult]) -> pd.DataFrame:
+    """Tidy table of many runs keyed ``(dataset, model, seed)``: one row per GSU output size
+    with the mean hits over the samples, and the run's mean attention mass and planted-relevance
+    recalls (NaN without a planted truth) repeated on each row."""
+    rows = []
+    for (dataset, model, seed), r in results.items():
+        run = {"dataset": dataset, "model": model, "seed": seed, "n_samples": len(r.hits),
+               "attention_mass": _nanmean(r.attention_mass),
+               "recall_gsu": _nanmean(r.relevant_recall_gsu),
+               "recall_oracle": _nanmean(r.relevant_recall_oracle)}  # fmt: skip
+        for i, x in enumerate(r.sizes):
+            rows.append(run | {"size": x, "hits": float(r.hits[:, i].mean())})
+    return pd.DataFrame(rows)
 
 
 def eligible_samples(ds: Dataset, split: str, min_history: int, n: int, seed: int) -> np.ndarray:

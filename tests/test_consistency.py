@@ -1,0 +1,224 @@
+"""GSU/ESU consistency analysis (paper Fig. 4): hits, eligibility, staleness, tidy frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from twin_study.analysis.consistency import (
+    ConsistencyResult,
+    _membership,
+    consistency,
+    eligible_samples,
+    results_frame,
+    staleness_hits,
+)
+from twin_study.data import SampleBuilder, SyntheticConfig, generate
+from twin_study.models import ModelConfig, build_model, merged_topk
+
+L, K = 300, 20
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return generate(SyntheticConfig(n_users=30, n_items=1500, n_authors=200, history_len=400,
+                                    history_min=20, requests_per_user=3, seed=5))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def idx(ds):
+    return eligible_samples(ds, "test", min_history=K, n=24, seed=0)
+
+
+def model(ds, name: str):
+    torch.manual_seed(0)
+    return build_model(ModelConfig(long_module=name, long_len=L, k=K), ds)
+
+
+def test_eligible_samples_are_long_enough_one_per_request_and_seeded(ds, idx):
+    s = ds.samples
+    assert len(idx) == len(np.unique(s.request[idx])) > 0
+    assert (s.hist_end[idx] - ds.log.user_ptr[s.user[idx]] >= K).all()
+    assert (s.split[idx] == s.split[ds.split_indices("test")[0]]).all()
+    assert np.array_equal(idx, eligible_samples(ds, "test", K, 24, seed=0))
+    few = eligible_samples(ds, "test", K, 5, seed=1)
+    assert len(few) == 5 and np.isin(few, eligible_samples(ds, "test", K, 10**6, 0)).all()
+
+
+def test_eligible_samples_errors_clearly_when_none_qualify(ds):
+    with pytest.raises(ValueError, match=r"no test sample has a history of >= 1000000 behaviours"):
+        eligible_samples(ds, "test", min_history=10**6, n=10, seed=0)
+
+
+def test_twin_fresh_cache_is_consistent_by_construction(ds, idx):
+    """With a fresh cache the CP-GSU scores ARE the ESU's alpha, so the GSU's top-x is the real
+    top-x: hits = min(x, k) on every sample whose history holds at least k behaviours."""
+    net = model(ds, "twin")
+    sizes = [5, K, 50, L]
+    r = consistency(net, ds, idx, sizes, oracle_k=K, progress=False)
+    assert r.sizes == sizes and r.hits.shape == (len(idx), len(sizes))
+    assert np.array_equal(r.hits, np.broadcast_to(np.minimum(sizes, K), r.hits.shape))
+    assert r.hits_at(K) == K
+    # Planted relevance: the GSU set and the oracle set coincide, so do their recalls.
+    np.testing.assert_array_equal(r.relevant_recall_gsu, r.relevant_recall_oracle)
+
+
+def test_din_hits_match_hand_computed_intersection(ds, idx):
+    """DIN's GSU returns the x most recent behaviours, slots 0..x-1: its hits are the size of
+    {0..x-1, valid} & {the ESU's real top-k}, counted here by hand with Python sets."""
+    net = model(ds, "din")
+    sizes = [1, 10, K, 100, L]
+    r = consistency(net, ds, idx, sizes, oracle_k=K, progress=False)
+    batch = SampleBuilder(ds, L, net.cfg.short_len).build(idx)
+    scores, valid = net.oracle_scores(batch)
+    top, top_ok = merged_topk(scores, valid, K)
+    for b in range(len(idx)):
+        real = set(top[b][top_ok[b]].tolist())
+        n_valid = int(valid[b].sum())
+        for j, x in enumerate(sizes):
+            assert r.hits[b, j] == len(real & set(range(min(x, n_valid))))
+    assert (np.diff(r.hits, axis=1) >= 0).all()  # nested sets: hits never fall with x
+    assert r.hits[:, -1].tolist() == [K] * len(idx)  # x = L keeps the whole history
+
+
+def test_sim_hard_only_retrieves_target_category_and_mass_is_a_share(ds, idx):
+    net = model(ds, "sim_hard")
+    r = consistency(net, ds, idx, [K, L], oracle_k=K, progress=False)
+    assert (r.hits <= K).all() and (r.attention_mass >= 0).all()
+    assert (r.attention_mass <= 1 + 1e-5).all()
+    twin = consistency(model(ds, "twin"), ds, idx, [L], oracle_k=K, progress=False)
+    assert twin.hits_at(L) == K
+    # SIM Hard's set at x = L is every same-category behaviour: its hits equal the number of
+    # same-category behaviours in the real top-k.
+    batch = SampleBuilder(ds, L, net.cfg.short_len).build(idx)
+    scores, valid = net.oracle_scores(batch)
+    top, top_ok = merged_topk(scores, valid, K)
+    cat = torch.as_tensor(ds.items.features["category"]).long()
+    same = cat[batch.hist_item[batch.req].gather(1, top)] == cat[batch.target][:, None]
+    assert r.hits[:, 1].tolist() == (same & top_ok).sum(1).tolist()
+
+
+def test_membership_ignores_invalid_slots():
+    sel = torch.tensor([[0, 2, 1]])
+    ok = torch.tensor([[True, True, False]])
+    assert _membership(sel, ok, 4).tolist() == [[True, False, True, False]]
+
+
+def test_staleness_zero_steps_equals_fresh_and_needs_twin(ds, idx):
+    net = model(ds, "twin")
+    fresh = consistency(net, ds, idx, [K], oracle_k=K, progress=False).hits_at(K)
+    out = staleness_hits(net, ds, idx, [0, 3], batch_size=32, oracle_k=K, progress=False)
+    assert list(out) == [0, 3]
+    assert out[0] == fresh == K
+    assert 0 <= out[3] <= K
+    # The model passed in is left untouched (the analysis trains a copy).
+    assert consistency(net, ds, idx, [K], oracle_k=K, progress=False).hits_at(K) == K
+    with pytest.raises(ValueError, match="CP-GSU"):
+        staleness_hits(model(ds, "eta"), ds, idx, [0], progress=False)
+
+
+def test_results_frame_is_tidy():
+    r = ConsistencyResult(sizes=[10, 100], hits=np.array([[10.0, 90.0], [8.0, 70.0]]),
+                          oracle_k=100, attention_mass=np.array([0.5, 0.7]),
+                          relevant_recall_gsu=np.array([1.0, np.nan]),
+                          relevant_recall_oracle=np.array([np.nan, np.nan]))  # fmt: skip
+    df = results_frame({("synthetic", "twin", 0): r})
+    assert list(df["size"]) == [10, 100] and list(df["hits"]) == [9.0, 80.0]
+    row = df.iloc[0]
+    assert (row["dataset"], row["model"], row["seed"], row["n_samples"]) == ("synthetic", "twin",
+                                                                              0, 2)  # fmt: skip
+    assert row["attention_mass"] == pytest.approx(0.6) and row["recall_gsu"] == 1.0
+    assert pd.isna(row["recall_oracle"])
+
+
+# --- figures and verdict text of the notebook (twin_study.plots_consistency) ----------------
+
+
+@pytest.fixture
+def curves():
+    rows = [("twin", x, min(x, 100.0)) for x in (10, 100, 1000)]
+    rows += [("sim_hard", x, h) for x, h in ((10, 3.0), (100, 30.0), (1000, 35.0))]
+    rows += [("sim_soft", x, h) for x, h in ((10, 2.0), (100, 50.0), (1000, 100.0))]
+    df = pd.DataFrame(rows, columns=["model", "size", "mean"])
+    return df.assign(std=0.0, dataset="synthetic")
+
+
+def test_size_needed_and_fig4_verdict(curves):
+    from twin_study import plots_consistency as pc
+
+    assert pc.size_needed(curves[curves["model"] == "sim_soft"], 90) == 1000
+    assert pc.size_needed(curves[curves["model"] == "sim_hard"], 90) is None
+    hits = {"sim_hard": 30.0, "sim_soft": 50.0, "twin": 100.0}
+    text = pc.fig4_verdict("synthetic", hits, curves)
+    assert "SIM Hard 30.0, SIM Soft 50.0, TWIN 100.0" in text
+    assert "far below TWIN" in text and "(SIM Hard < SIM Soft < TWIN) holds" in text
+    assert "SIM Hard > L, SIM Soft 1,000, TWIN 100" in text
+    flipped = pc.fig4_verdict("synthetic", hits | {"sim_hard": 90.0}, curves)
+    assert "not far below" in flipped and "does **not** hold" in flipped
+
+
+def test_staleness_verdict_and_claims():
+    from twin_study import plots_consistency as pc
+
+    assert pc.staleness_verdict("d", {0: 100.0, 5: 99.0, 50: 93.5})[0] == "reproduced"
+    assert pc.staleness_verdict("d", {0: 100.0, 5: 99.0})[0] == "partly"
+    verdict, text = pc.staleness_verdict("d", {0: 100.0, 5: 100.0})
+    assert verdict == "not reproduced" and "5 steps old 100.0" in text
+    claims = pc.consistency_claims("d", {"twin": 100.0, "sim_hard": 60.0}, {"twin": 0.0}, 3,
+                                   stale={0: 100.0, 10: 97.0})  # fmt: skip
+    assert [c["verdict"] for c in claims] == ["reproduced", "reproduced", "partly"]
+    assert claims[1]["effect"] == -40.0 and claims[2]["effect"] == -3.0
+    assert all(c["n_seeds"] in (1, 3) and c["dataset"] == "d" for c in claims)
+    assert pc.consistency_claims("d", {"twin": 90.0, "sim_hard": 85.0}, {}, 1)[1]["verdict"] == (
+        "not reproduced"
+    )
+
+
+def test_markdown_table():
+    from twin_study.plots_consistency import markdown_table
+
+    df = pd.DataFrame({"model": ["a|b", "c"], "hits": [1.23456, np.nan], "n": [1, 2]})
+    assert markdown_table(df, digits=2) == (
+        "| model | hits | n |\n| --- | --- | --- |\n| a\\|b | 1.23 | 1 |\n| c |  | 2 |\n"
+    )
+
+
+def test_plot_functions_draw_on_given_axes(curves):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from twin_study import plots_consistency as pc
+
+    models = ["sim_hard", "sim_soft", "twin"]
+    bars = curves[curves["size"] == 100].assign(std=[0.0, 2.0, 0.0])
+    recall = pd.DataFrame({"model": models * 2, "set": ["gsu"] * 3 + ["oracle"] * 3,
+                           "mean": [0.5, 0.2, 0.3, 0.1, 0.3, 0.3], "std": 0.0})  # fmt: skip
+    stale = pd.DataFrame({"dataset": "synthetic", "steps": [0, 10], "hits": [100.0, 95.0]})
+    fig, axes = plt.subplots(1, 5)
+    drawn = [
+        pc.plot_hits_curve(curves, ax=axes[0]),
+        pc.plot_hits_bars(bars, models, ax=axes[1]),
+        pc.plot_staleness(stale, ax=axes[2]),
+        pc.plot_attention_mass(bars.assign(mean=[0.1, 0.2, 0.3]), models, ax=axes[3]),
+        pc.plot_relevance_recall(recall, models, ax=axes[4]),
+    ]
+    assert all(f is fig for f in drawn)
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["SIM Hard", "SIM Soft", "TWIN"]
+    assert axes[0].get_xscale() == "log" and len(axes[0].get_lines()) >= 4
+    plt.close(fig)
+    assert isinstance(pc.plot_hits_curve(curves), matplotlib.figure.Figure)
+    plt.close("all")
+
+
+def test_recall_verdict_names_losses_and_untrained_esus():
+    from twin_study.plots_consistency import recall_verdict
+
+    text = recall_verdict("synthetic", {"twin": 0.5, "sim_hard": 0.2, "eta": 0.6},
+                          {"twin": 0.5, "sim_hard": 0.6, "eta": 0.1})  # fmt: skip
+    assert "TWIN 0.50 / 0.50, SIM Hard 0.20 / 0.60, ETA 0.60 / 0.10" in text
+    assert "Best GSU: ETA." in text
+    assert "costs signal): SIM Hard (0.40)." in text and "retrieval one): ETA." in text
