@@ -29,6 +29,7 @@ from twin_study import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("twin_study.runner", "execute the notebooks with papermill (skips up-to-date ones)"),
     "data": ("twin_study.data.cli", "fetch data sets (MovieLens) and print their summaries"),
+    "report": ("twin_study.report", "regenerate README.md's results section from figures/"),
     "bench": ("twin_study.bench", "time CP-GSU scoring, raw MHTA vs TWIN, side by side"),
 }
 

@@ -1,0 +1,151 @@
+"""`twin-study report`: README's results section rebuilt from fixture paper-profile outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from twin_study import cli, report
+from twin_study.results import save_results
+
+README = """# project
+
+Intro text.
+
+## Results
+
+{START}
+stale text that the report replaces
+{END}
+
+## After
+
+Text after the section stays.
+"""
+
+
+def notebook(path: Path, title: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\nBody."),
+                nbformat.v4.new_code_cell("x = 1")]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Path:
+    """README with markers; figures/ for 03 (claims, a table, a figure) and 01 (scalars
+    only); notebooks 01, 03 and 04 (04 has no results yet)."""
+    (tmp_path / "README.md").write_text(README.format(START=report.START, END=report.END))
+    nbs = tmp_path / "notebooks"
+    notebook(nbs / "01_complexity.ipynb", "01 — Complexity")
+    notebook(nbs / "03_main_results.ipynb", "03 — Main results: the paper's Table 4")
+    notebook(nbs / "04_sequence_length.ipynb", "04 — Sequence length")
+    figs = tmp_path / "figures"
+    claims = [
+        {"claim": "TWIN > SIM Soft (GAUC)", "dataset": "synthetic", "verdict": "reproduced",
+         "effect": 0.0123, "spread": 0.002, "n_seeds": 3, "relative_pct": 1.8,
+         "detail": "TWIN − SIM Soft"},
+        {"claim": "Table 4 order (GAUC)", "dataset": "synthetic", "verdict": "partly",
+         "effect": 0.5, "spread": None, "n_seeds": 3, "relative_pct": None,
+         "detail": "6/8 adjacent pairs in order"},
+    ]  # fmt: skip
+    save_results(figs / "03_main_results", {"table": {"synthetic": {}}, "claims": claims})
+    (figs / "03_main_results" / "table4_synthetic.md").write_text(
+        "**Table 4 — synthetic**\n\n| model | gauc |\n| --- | --- |\n| TWIN | 0.7000 |\n"
+    )
+    (figs / "03_main_results" / "table4_synthetic.png").write_bytes(b"\x89PNG fake")
+    save_results(figs / "01_complexity", {"flops_ratio": 0.0071, "n": 10000, "name": "x"})
+    return tmp_path
+
+
+def update(root: Path, check: bool = False) -> bool:
+    return report.update_readme(root / "README.md", root / "figures", root / "notebooks", check)
+
+
+def test_section_is_rebuilt_between_the_markers(layout: Path):
+    assert update(layout) is True
+    text = (layout / "README.md").read_text()
+    head, rest = text.split(report.START)
+    body, tail = rest.split(report.END)
+    assert head.startswith("# project\n\nIntro text.\n\n## Results\n\n")
+    assert tail == "\n\n## After\n\nText after the section stays.\n"
+    assert "stale text" not in body
+    # titles from the notebooks, in notebook order
+    i01 = body.index("### 01 — Complexity")
+    i03 = body.index("### 03 — Main results: the paper's Table 4")
+    i04 = body.index("### 04 — Sequence length")
+    assert i01 < i03 < i04
+    # 03: its table as written, its claims as a verdict table, its figure linked relatively
+    assert "| TWIN | 0.7000 |" in body
+    row = "| TWIN > SIM Soft (GAUC) | synthetic | **reproduced** | +0.0123 (+1.80 %) | 0.0020 | 3 |"
+    assert row in body
+    assert "| Table 4 order (GAUC) | synthetic | **partly** | +0.5000 |  | 3 |" in body
+    png = "figures/03_main_results/table4_synthetic.png"
+    assert f"![03_main_results: table4_synthetic]({png})" in body
+    assert "1 reproduced, 1 partly (of 2)" in body
+    # 01 has neither claims nor tables: its scalars
+    assert "- `flops_ratio`: 0.0071" in body and "- `n`: 10,000" in body
+    # 04 has no results yet: said so, with the command that makes them
+    assert "No paper-profile results yet: run `twin-study run --profile paper --only 04`" in body
+    assert report.missing(layout / "figures", layout / "notebooks") == ["04_sequence_length"]
+
+
+def test_regenerating_is_idempotent(layout: Path):
+    update(layout)
+    first = (layout / "README.md").read_bytes()
+    assert update(layout) is False
+    assert (layout / "README.md").read_bytes() == first
+
+
+def test_check_mode_reports_without_writing(layout: Path):
+    before = (layout / "README.md").read_text()
+    assert update(layout, check=True) is True
+    assert (layout / "README.md").read_text() == before
+    update(layout)
+    assert update(layout, check=True) is False
+
+
+def test_changed_results_change_the_section(layout: Path):
+    update(layout)
+    res = layout / "figures" / "03_main_results" / "results.json"
+    data = json.loads(res.read_text())
+    data["claims"][0]["verdict"] = "not reproduced"
+    res.write_text(json.dumps(data))
+    assert update(layout) is True
+    assert "**not reproduced**" in (layout / "README.md").read_text()
+
+
+def test_no_results_is_a_clear_error(tmp_path: Path):
+    (tmp_path / "README.md").write_text(README.format(START=report.START, END=report.END))
+    notebook(tmp_path / "notebooks" / "03_main_results.ipynb", "03")
+    with pytest.raises(report.ReportError, match=r"twin-study run --profile paper"):
+        update(tmp_path)
+
+
+def test_missing_markers_is_a_clear_error(layout: Path):
+    (layout / "README.md").write_text("# project\n\n## Results\n\nno markers\n")
+    with pytest.raises(report.ReportError, match="results:start"):
+        update(layout)
+    (layout / "README.md").write_text(f"{report.END}\n{report.START}\n")  # wrong order
+    with pytest.raises(report.ReportError, match="markers"):
+        update(layout)
+
+
+def test_cli(layout: Path, capsys):
+    args = ["report", "--readme", str(layout / "README.md"), "--figures",
+            str(layout / "figures"), "--notebooks", str(layout / "notebooks")]  # fmt: skip
+    assert cli.main([*args, "--check"]) == 1
+    assert "out of date" in capsys.readouterr().out
+    assert cli.main(args) == 0
+    out = capsys.readouterr()
+    assert "updated" in out.out and "no paper-profile results for 04_sequence_length" in out.err
+    assert cli.main([*args, "--check"]) == 0
+    empty = layout / "empty"
+    empty.mkdir()
+    assert cli.main(["report", "--readme", str(layout / "README.md"), "--figures", str(empty),
+                     "--notebooks", str(empty)]) == 1  # fmt: skip
+    assert "no paper-profile results" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""Figures of notebooks 03-05: Table 4, sequence length (Fig. 5) and ablations (Fig. 6).
+
+Every function takes ``ax=None`` and returns the figure; the notebooks save with
+``twin_study.plotting.savefig``. Inputs are the tidy tables of ``twin_study.analysis.study``
+(``summarize`` output: ``<metric>_mean``, ``<metric>_std``, ``n_seeds``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from twin_study.analysis.study import TABLE4_ORDER
+
+METRIC_NAMES = {"auc": "AUC", "gauc": "GAUC", "logloss": "LogLoss"}
+
+
+def _axes(ax: Axes | None, size: tuple[float, float] = (6.0, 4.0)) -> tuple[Figure, Axes]:
+    if ax is None:
+        fig, ax = plt.subplots(figsize=size)
+        return fig, ax
+    return ax.figure, ax
+
+
+def _std(frame: pd.DataFrame, metric: str) -> np.ndarray:
+    return frame[f"{metric}_std"].fillna(0.0).to_numpy(dtype=float)
+
+
+def _order(models: Sequence[str], order: Sequence[str]) -> list[str]:
+    known = [m for m in order if m in set(models)]
+    return known + [m for m in models if m not in known]
+
+
+def plot_model_metric(
+    summary: pd.DataFrame,
+    metric: str = "gauc",
+    *,
+    order: Sequence[str] = TABLE4_ORDER,
+    ceiling: float | None = None,
+    highlight: str = "TWIN",
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
+    """Mean ± std of ``metric`` per model as points with error bars (the axis does not start
+    at zero, so no bars), ``order`` from top to bottom, ``highlight`` in another colour.
+
+    ``ceiling``: a vertical line (e.g. the Bayes-optimal AUC on synthetic data)."""
+    models = _order(list(summary["model"]), order)
+    s = summary.set_index("model").loc[models].reset_index()
+    fig, ax = _axes(ax, (6.0, 0.35 * len(models) + 1.5))
+    y = np.arange(len(models))
+    mean, sd = s[f"{metric}_mean"].to_numpy(dtype=float), _std(s, metric)
+    for i, m in enumerate(models):
+        color = "C1" if m == highlight else "C0"
+        ax.errorbar(mean[i], y[i], xerr=sd[i], fmt="o", color=color, capsize=3, ms=6)
+    ax.set_yticks(y, models)
+    ax.set_ylim(len(models) - 0.5, -0.5)
+    lo, hi = np.nanmin(mean - sd), np.nanmax(mean + sd)
+    if ceiling is not None:
+        ax.axvline(ceiling, color="k", ls=":", lw=1, label=f"Bayes-optimal {ceiling:.3f}")
+        hi = max(hi, ceiling)
+        ax.legend(loc="lower right", fontsize="small")
+    pad = max(0.08 * (hi - lo), 0.002)
+    ax.set_xlim(lo - pad, hi + pad)
+    n = int(s["n_seeds"].min())
+    ax.set_xlabel(f"{METRIC_NAMES.get(metric, metric)} (mean ± std over {n} seed(s))")
+    ax.set_title(title)
+    return fig
+
+
+def plot_relative_vs_paper(
+    table: pd.DataFrame,
+    metric: str = "gauc",
+    *,
+    baseline: str = "",
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
+    """Relative improvement (percent) over the baseline, ours beside the paper's, per model.
+
+    ``table`` is ``study.beside_paper`` output (columns ``<metric> rel. % (ours|paper)``)."""
+    fig, ax = _axes(ax, (6.0, 0.35 * len(table) + 1.5))
+    y = np.arange(len(table))
+    h = 0.4
+    ax.barh(y - h / 2, table[f"{metric} rel. % (ours)"], h, label="ours", color="C0")
+    if f"{metric} rel. % (paper)" in table:
+        ax.barh(y + h / 2, table[f"{metric} rel. % (paper)"], h, label="paper", color="C1")
+    ax.set_yticks(y, table["model"])
+    ax.set_ylim(len(table) - 0.5, -0.5)  # first row on top (idempotent, unlike invert_yaxis)
+    ax.axvline(0, color="k", lw=0.8)
+    name = METRIC_NAMES.get(metric, metric)
+    ax.set_xlabel(f"{name} relative improvement over {baseline or 'the baseline'} (%)")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title(title)
+    return fig
+
+
+def plot_curves(
+    summary: pd.DataFrame,
+    x: str,
+    metric: str = "gauc",
+    *,
+    value: str | None = None,
+    xscale: str = "log",
+    order: Sequence[str] = (),
+    ylabel: str = "",
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
+    """One line per model of ``value`` (default ``<metric>_mean``, band ± std) against ``x``.
+
+    ``xscale``: ``"log"``, ``"linear"`` or ``"category"`` (evenly spaced, e.g. cache refresh
+    0, 10, 50, 200). Ticks sit at the values run. A model keeps its colour across figures:
+    colours follow its position in ``order``."""
+    col = value or f"{metric}_mean"
+    fig, ax = _axes(ax)
+    models = _order(list(dict.fromkeys(summary["model"])), order)
+    palette = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys([*order, *models]))}
+    values = sorted(summary[x].unique())
+    pos = {v: i for i, v in enumerate(values)} if xscale == "category" else {v: v for v in values}
+    for m in models:
+        s = summary[summary["model"] == m].sort_values(x)
+        xs = np.array([pos[v] for v in s[x]], dtype=float)
+        ys = s[col].to_numpy(dtype=float)
+        style = {"lw": 2.2, "zorder": 3} if m == "TWIN" else {"lw": 1.3}
+        ax.plot(xs, ys, marker="o", ms=4, label=m, color=palette[m], **style)
+        if value is None and f"{metric}_std" in s:
+            sd = _std(s, metric)
+            ax.fill_between(xs, ys - sd, ys + sd, color=palette[m], alpha=0.15, lw=0)
+    if xscale == "log":
+        ax.set_xscale("log")
+        ax.minorticks_off()
+    ax.set_xticks([pos[v] for v in values], [f"{v:,}" for v in values])
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel or METRIC_NAMES.get(metric, metric))
+    ax.legend(fontsize="small", ncol=2)
+    ax.set_title(title)
+    return fig
+
+
+def plot_inference_time(
+    timing: pd.DataFrame, *, order: Sequence[str] = (), title: str = "", ax: Axes | None = None
+) -> Figure:
+    """Forward time per 1,000 samples per model: median bar, every repeat as a dot."""
+    models = _order(list(dict.fromkeys(timing["model"])), order)
+    fig, ax = _axes(ax, (max(4.0, 1.2 * len(models) + 1), 4.0))
+    for i, m in enumerate(models):
+        t = timing.loc[timing["model"] == m, "ms_per_1k"].to_numpy(dtype=float)
+        ax.bar(i, np.median(t), color=f"C{i % 10}", alpha=0.6)
+        ax.plot(np.full(len(t), i), t, "k.", ms=4)
+    ax.set_xticks(np.arange(len(models)), models, rotation=20, ha="right")
+    ax.set_ylabel("inference ms per 1,000 samples (median, dots: repeats)")
+    ax.set_title(title)
+    return fig
