@@ -54,7 +54,10 @@ class SyntheticConfig:
     dormant_frac: float = 0.4  # share of interests that are dormant
     dormant_end: tuple[float, float] = (0.2, 0.6)  # a dormant interest stops at this share of time
     noise_frac: float = 0.6  # share of behaviours that come from no interest
-    engaged_if_interest: float = 0.35  # P(engaged | behaviour from an interest)
+    # P(engaged | behaviour from an interest) is the user's affinity to that favourite author,
+    # drawn uniformly from this range: how fully a user watched an author's past videos is
+    # what later decides whether they click that author's next one.
+    affinity_range: tuple[float, float] = (0.0, 0.8)
     engaged_if_noise: float = 0.05  # P(engaged | noise behaviour)
     play_buckets: int = 10  # play-time ratio buckets; >= engaged_bucket means engaged
     engaged_bucket: int = 5
@@ -188,7 +191,7 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
         # --- interests: a category, favourite authors, an activity window ---
         k = int(rng.integers(cfg.interests[0], cfg.interests[1] + 1))
         cats = rng.choice(cfg.n_categories, size=k, replace=False)
-        fav = []
+        fav, aff = [], []
         for c in cats:
             pool = authors_of_cat[c]
             m = min(
@@ -196,6 +199,7 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
                 int(rng.integers(cfg.authors_per_interest[0], cfg.authors_per_interest[1] + 1)),
             )
             fav.append(rng.choice(pool, size=m, replace=False))
+            aff.append(rng.uniform(*cfg.affinity_range, size=m))
         dormant = rng.random(k) < cfg.dormant_frac
         dormant[0] = False  # every user keeps at least one active interest
         end = np.where(dormant, rng.uniform(*cfg.dormant_end, size=k), 1.0) * span
@@ -212,12 +216,13 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
         fav_flat = np.concatenate(fav)
         fav_off = np.concatenate([[0], np.cumsum(fav_len)[:-1]])
         author = fav_flat[fav_off[which] + fav_pick]
+        p_engaged = np.concatenate(aff)[fav_off[which] + fav_pick]
         a_lo, a_hi = author_ptr[author], author_ptr[author + 1]
         item = author_items[a_lo + (rng.random(n) * (a_hi - a_lo)).astype(np.int64)]
         noise_items = rng.choice(cfg.n_items, size=int(noise.sum()), p=popularity) + 1
         item[noise] = noise_items
         author[noise] = item_author0[noise_items]  # relevance must use the item actually seen
-        engaged = rng.random(n) < np.where(noise, cfg.engaged_if_noise, cfg.engaged_if_interest)
+        engaged = rng.random(n) < np.where(noise, cfg.engaged_if_noise, p_engaged)
         play = np.where(
             engaged,
             rng.integers(cfg.engaged_bucket, cfg.play_buckets, n),

@@ -42,6 +42,7 @@ class TwinAttention(nn.Module):
         d_v: int = 16,
         d_out: int = 64,
         mode: str = "split",
+        shared_qk_init: bool = True,
     ):
         super().__init__()
         if mode not in ("split", "raw", "nobias"):
@@ -55,6 +56,14 @@ class TwinAttention(nn.Module):
             self.W_k = nn.Linear(H + C, heads * d_k, bias=False)  # full projection of [K_h, K_c]
         else:
             self.W_h = nn.Linear(H, heads * d_k, bias=False)  # K_h W^h, cacheable per item
+        if shared_qk_init and mode != "raw":
+            # Start with W^q = W^h, so the untrained alpha is an inner product of inherent
+            # features (q W)(k W)^T -- a similarity, like SIM Soft's -- rather than noise. A
+            # randomly initialised CP-GSU retrieves random behaviours, and the ESU can only
+            # learn from what the GSU hands it: without this prior TWIN barely leaves chance on
+            # data sets of our size. Not stated in the paper; a parameter.
+            with torch.no_grad():
+                self.W_h.weight.copy_(self.W_q.weight)
         if mode == "split" and self.J > 0:
             # Eq. 5: w_a[j] in R^cross_dim per head and cross feature, and beta_a in R^J.
             self.W_c = nn.Parameter(torch.randn(heads, self.J, cross_dim) / math.sqrt(cross_dim))

@@ -42,6 +42,10 @@ class ModelConfig:
     id_dim: int = 64  # embedding size of id features with a large vocabulary (paper: 64)
     small_dim: int = 8  # embedding size of every other feature (paper: 8)
     large_vocab: int = 1000  # a feature with more codes than this counts as a large-vocab id
+    # Embedding init N(0, std^2). Not stated in the paper. Tiny embeddings (0.05) make every
+    # attention logit ~0.01: the ESU starts as a uniform average and barely learns to focus.
+    emb_init_std: float = 1.0
+    shared_qk_init: bool = True  # initialise W^q = W^h (see attention.py); False = independent
     mlp: tuple[int, ...] = (200, 80)  # hidden sizes of the MLP mixer (not stated)
     # Also feed the MLP the element-wise products of each interest vector with a projection
     # of the target (not stated in the paper; without it a ReLU MLP must learn to compare two

@@ -98,10 +98,11 @@ class CTRModel(nn.Module):
         self.cross_names = cross_names
         self.emb = FeatureEmbedder(
             ds.items, cross_vocab, ds.user_features, ds.user_vocab,
-            cfg.id_dim, cfg.small_dim, cfg.large_vocab,
+            cfg.id_dim, cfg.small_dim, cfg.large_vocab, cfg.emb_init_std,
         )  # fmt: skip
         H, J, cd = self.emb.H, self.emb.J, self.emb.cross_dim
-        att = dict(heads=cfg.heads, d_k=cfg.d_k, d_v=cfg.d_v, d_out=cfg.d_out)
+        att = dict(heads=cfg.heads, d_k=cfg.d_k, d_v=cfg.d_v, d_out=cfg.d_out,
+                   shared_qk_init=cfg.shared_qk_init)  # fmt: skip
         mode = {"twin_raw": "raw", "twin_no_bias": "nobias"}.get(cfg.long_module, "split")
         m = cfg.long_module
         self.esu: TwinAttention | None = None

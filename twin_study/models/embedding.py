@@ -25,6 +25,7 @@ class FeatureEmbedder(nn.Module):
         id_dim: int = 64,
         small_dim: int = 8,
         large_vocab: int = 1000,
+        init_std: float = 1.0,
     ):
         super().__init__()
         self.item_feature_names = list(items.features)
@@ -47,7 +48,7 @@ class FeatureEmbedder(nn.Module):
         )
         for e in self.modules():
             if isinstance(e, nn.Embedding):
-                nn.init.normal_(e.weight, std=0.05)
+                nn.init.normal_(e.weight, std=init_std)
         with torch.no_grad():  # the padding item (id 0) embeds to zero in every table
             self.item_emb["item"].weight[0].zero_()
         self.n_items = items.n_items
