@@ -24,6 +24,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .embedding import FeatureEmbedder
@@ -107,9 +108,9 @@ class TwinAttention(nn.Module):
         """Sum of table lookups: codes (..., J) -> (..., heads); None when there is no bias."""
         if not tables:
             return None
-        out = tables[0][codes[..., 0]]
+        out = F.embedding(codes[..., 0], tables[0])
         for j in range(1, len(tables)):
-            out = out + tables[j][codes[..., j]]
+            out = out + F.embedding(codes[..., j], tables[j])
         return out
 
     def scoring_flops(self, L: int, B: int = 1, vocab: Sequence[int] = ()) -> dict[str, int]:

@@ -207,10 +207,8 @@ class CpGSU(GSU):
         if self.cache.age < 0:
             self.cache.rebuild(emb, att)
         qh = att.query(emb.inherent(x.target))
-        s = score_by_table(self.cache.keys, x.hist_item, qh, x.req, x.chunk)
         bias = att.lookup_bias(att.cross_bias_tables(emb), x.hist_cross)  # (R, L, heads)
-        if bias is not None:
-            s = s + bias.permute(0, 2, 1)[x.req]
+        s = score_by_table(self.cache.keys, x.hist_item, qh, x.req, x.chunk, bias)
         return s, x.sample_valid()
 
 
@@ -225,11 +223,8 @@ def live_scores(emb: FeatureEmbedder, att: TwinAttention, x: GsuInput) -> torch.
             return att.raw_keys(k_h, emb.cross(x.hist_cross[:, lo:hi]))
         return att.inherent_keys(k_h)
 
-    s = score_chunks(keys, x.n_req, x.length, qh, x.req, x.chunk)
-    bias = att.lookup_bias(att.cross_bias_tables(emb), x.hist_cross)
-    if bias is not None:
-        s = s + bias.permute(0, 2, 1)[x.req]
-    return s
+    bias = att.lookup_bias(att.cross_bias_tables(emb), x.hist_cross)  # (R, L, heads)
+    return score_chunks(keys, x.n_req, x.length, qh, x.req, x.chunk, bias)
 
 
 class LiveGSU(GSU):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 NEG_INF = float("-inf")
 
@@ -32,25 +33,35 @@ def score_chunks(
     query: torch.Tensor,
     req: torch.Tensor,
     chunk: int = 2048,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dot products of behaviour keys with the queries of every sample of their request.
 
     keys_fn(lo, hi) -> (R, hi - lo, heads, d) keys of slots lo..hi; query (B, heads, d);
-    req (B,) -> scores (B, heads, length). Keys exist for one chunk at a time.
+    req (B,); bias (R, L, heads) or None, added per behaviour -> scores (B, heads, length).
+    Keys exist for one chunk at a time.
     """
     B, heads, d = query.shape
     slot, cmax = request_slots(req, n_req)
-    # Queries laid out per request: (R, heads, d, cmax), zero where a request has fewer samples.
+    # Queries laid out per request: (R, heads, cmax, d), zero where a request has fewer samples.
     q = query.new_zeros(n_req, cmax, heads, d)
     q[req, slot] = query
-    q = q.permute(0, 2, 3, 1)
+    q = q.transpose(1, 2)
     out = query.new_empty(B, heads, length)
     for lo in range(0, length, chunk):
         hi = min(lo + chunk, length)
         keys = keys_fn(lo, hi)  # (R, c, heads, d)
-        s = torch.matmul(keys.permute(0, 2, 1, 3), q)  # (R, heads, c, cmax)
-        out[:, :, lo:hi] = s[req, :, :, slot]
+        s = torch.matmul(q, keys.permute(0, 2, 3, 1))  # (R, heads, cmax, c): rows per sample
+        if bias is not None:
+            s += bias[:, lo:hi].transpose(1, 2)[:, :, None, :]  # same bias for every candidate
+        out[:, :, lo:hi] = s[req, :, slot]  # (B, heads, c): whole rows, no strided gather
     return out
+
+
+def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """table[ids] for a (n, *shape) table via F.embedding (several times faster on CPU)."""
+    flat = F.embedding(ids, table.reshape(table.shape[0], -1))
+    return flat.view(*ids.shape, *table.shape[1:])
 
 
 def score_by_table(
@@ -59,13 +70,16 @@ def score_by_table(
     query: torch.Tensor,
     req: torch.Tensor,
     chunk: int = 2048,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-item keys read from a table (a gather, no projection).
 
     table (n_items + 1, heads, d); hist_item (R, L); query (B, heads, d) -> (B, heads, L).
     """
     R, L = hist_item.shape
-    return score_chunks(lambda lo, hi: table[hist_item[:, lo:hi]], R, L, query, req, chunk)
+    return score_chunks(
+        lambda lo, hi: gather_rows(table, hist_item[:, lo:hi]), R, L, query, req, chunk, bias
+    )
 
 
 def merged_topk(
