@@ -38,7 +38,6 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from ..data.batching import Batch
 from ..models.attention import TwinAttention
@@ -584,7 +583,7 @@ def train_probe(
     Only the ``steps`` after the warm-up are timed. Run it in a fresh process
     (``train_probe_subprocess``) so that ``peak_rss_mb`` is this probe's own peak."""
     from ..data import SyntheticConfig, generate
-    from ..training.train import TrainConfig, builder_for, make_optimizers
+    from ..training.train import TrainConfig, builder_for, make_optimizers, train_step
 
     if threads:
         torch.set_num_threads(threads)
@@ -609,14 +608,7 @@ def train_probe(
         _sync(dev)
         t = time.perf_counter()
         batch = next(batches).to(dev)
-        model.cache_step()
-        loss = F.binary_cross_entropy_with_logits(model(batch), batch.label)
-        for o in opts:
-            o.zero_grad(set_to_none=True)
-        loss.backward()
-        for o in opts:
-            o.step()
-        loss.item()
+        train_step(model, batch, opts)
         _sync(dev)
         if i >= warmup:
             step_s.append(time.perf_counter() - t)

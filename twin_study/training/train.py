@@ -84,6 +84,18 @@ def make_optimizers(model: CTRModel, cfg: TrainConfig) -> list[torch.optim.Optim
     return [torch.optim.Adagrad(emb, lr=cfg.emb_lr), torch.optim.Adam(dense, lr=cfg.lr)]
 
 
+def train_step(model: CTRModel, batch, opts: list[torch.optim.Optimizer]) -> float:
+    """One step of plain BCE (Eq. 2): advance the item cache, forward, backward, update."""
+    model.cache_step()
+    loss = F.binary_cross_entropy_with_logits(model(batch), batch.label)
+    for o in opts:
+        o.zero_grad(set_to_none=True)
+    loss.backward()
+    for o in opts:
+        o.step()
+    return loss.item()
+
+
 def builder_for(model: CTRModel, ds: Dataset) -> SampleBuilder:
     return SampleBuilder(ds, model.cfg.long_len, model.cfg.short_len)
 
@@ -140,14 +152,7 @@ def fit(model: CTRModel, ds: Dataset, cfg: TrainConfig) -> TrainResult:
             train_idx, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch
         ):
             batch = batch.to(cfg.device)
-            model.cache_step()
-            loss = F.binary_cross_entropy_with_logits(model(batch), batch.label)
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            loss.backward()
-            for o in opts:
-                o.step()
-            losses.append(loss.item())
+            losses.append(train_step(model, batch, opts))
             n_seen += len(batch.label)
             bar.update(len(batch.label))
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
