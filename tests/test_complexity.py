@@ -124,3 +124,16 @@ def test_train_probe_in_a_subprocess():
     r = cx.train_probe_subprocess(L=64, batch_size=16, steps=1, threads=1)
     assert r["L"] == 64 and r["steps"] == 1 and len(r["step_s"]) == 1
     assert r["samples_per_s"] > 0 and r["peak_rss_mb"] > 50  # a whole Python + torch process
+
+
+def test_complexity_claims_verdicts_follow_the_numbers():
+    from twin_study.analysis.complexity import complexity_claims
+
+    base = {"flop_reduction_at_1e4": 0.9935, "projection_flop_reduction_at_1e4": 1.0,
+            "key_side_time_reduction_at_1e4": 0.74, "time_speedup_at_1e4": 3.7,
+            "time_speedup_train_batch_at_1e4": 5.0}  # fmt: skip
+    flops, time_claim = complexity_claims(base)
+    assert flops["verdict"] == "reproduced" and time_claim["verdict"] == "partly"
+    worse = base | {"flop_reduction_at_1e4": 0.9, "key_side_time_reduction_at_1e4": -0.1}
+    flops, time_claim = complexity_claims(worse)
+    assert flops["verdict"] == "not reproduced" and time_claim["verdict"] == "not reproduced"

@@ -683,3 +683,34 @@ if __name__ == "__main__":  # python -m twin_study.analysis.complexity train-pro
     if len(sys.argv) != 3 or sys.argv[1] != "train-probe":
         sys.exit("usage: python -m twin_study.analysis.complexity train-probe '<json kwargs>'")
     print(json.dumps(train_probe(**json.loads(sys.argv[2]))))
+
+
+def complexity_claims(results: dict) -> list[dict]:
+    """The paper's cost claim (C3) as verdicts, in the format ``twin-study report`` reads.
+
+    The paper: the split cuts "the linear projection of K_h with 10^4 rows" by 99.3 %. It gives
+    no time or FLOP breakdown, so FLOPs are checked against 99 %, and wall time (which the
+    paper does not claim) is reported as the practical reading of the same claim.
+    """
+    flops = results["flop_reduction_at_1e4"]
+    time_red = results.get("key_side_time_reduction_at_1e4")
+    claims = [{
+        "claim": "the feature split cuts the K_h projection cost by 99.3 % at L = 10^4 (FLOPs)",
+        "dataset": "-", "n_seeds": 1, "spread": None,
+        "effect": flops - 0.993,
+        "verdict": "reproduced" if flops >= 0.99 else "not reproduced",
+        "detail": f"key-side FLOPs −{100 * flops:.2f} % for one candidate; the projection "
+                  f"itself −{100 * results['projection_flop_reduction_at_1e4']:.0f} % (cached)",
+    }]  # fmt: skip
+    if time_red is not None:
+        claims.append({
+            "claim": "… and the same saving in wall time (not claimed by the paper)",
+            "dataset": "-", "n_seeds": 1, "spread": None,
+            "effect": time_red - 0.993,
+            "verdict": "reproduced" if time_red >= 0.99 else ("partly" if time_red > 0 else
+                                                               "not reproduced"),
+            "detail": f"key-side time −{100 * time_red:.1f} % per request (B = 1), "
+                      f"{results['time_speedup_at_1e4']:.2f}× faster; a training batch "
+                      f"{results.get('time_speedup_train_batch_at_1e4', float('nan')):.2f}×",
+        })  # fmt: skip
+    return claims
