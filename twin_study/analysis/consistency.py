@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.batching import SampleBuilder
@@ -26,6 +25,7 @@ from ..data.schema import Dataset
 from ..models.ctr import CTRModel
 from ..models.gsu import CpGSU
 from ..models.topk import merged_topk
+from ..training.train import train_step
 
 
 @dataclass
@@ -184,10 +184,7 @@ def staleness_hits(
         done = 0
         while done < n:
             for batch in builder.batches(train_idx, batch_size, shuffle=True, seed=seed + done):
-                loss = F.binary_cross_entropy_with_logits(m(batch), batch.label)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                train_step(m, batch, [opt])  # the cache clock advances, never rebuilds
                 done += 1
                 if done >= n:
                     break
