@@ -583,7 +583,13 @@ def train_probe(
     Only the ``steps`` after the warm-up are timed. Run it in a fresh process
     (``train_probe_subprocess``) so that ``peak_rss_mb`` is this probe's own peak."""
     from ..data import SyntheticConfig, generate
-    from ..training.train import TrainConfig, builder_for, make_optimizers, train_step
+    from ..training.train import (
+        TrainConfig,
+        builder_for,
+        make_optimizers,
+        peak_rss_mb,  # VmHWM: this probe process's own peak, not its parent's
+        train_step,
+    )
 
     if threads:
         torch.set_num_threads(threads)
@@ -616,29 +622,10 @@ def train_probe(
     return {
         "L": L, "batch_size": batch_size, "steps": steps, "device": str(dev),
         "threads": torch.get_num_threads(), "samples_per_s": n_seen / sum(step_s),
-        "step_s": step_s, "peak_rss_mb": own_peak_rss_mb(), "generate_s": gen_s,
+        "step_s": step_s, "peak_rss_mb": peak_rss_mb(), "generate_s": gen_s,
         "cuda_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20
         if dev.type == "cuda" else None,
     }  # fmt: skip
-
-
-def own_peak_rss_mb() -> float:
-    """Peak resident memory of this process image in MiB: VmHWM of /proc/self/status.
-
-    Not ``ru_maxrss``: Linux carries the parent's peak into a child's ru_maxrss across
-    fork + exec, so a small probe started from a big notebook kernel would report the kernel's
-    peak. Falls back to ru_maxrss where /proc is missing.
-    """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    from ..training.train import peak_rss_mb
-
-    return peak_rss_mb()
 
 
 def train_probe_subprocess(timeout: float = 1800, **kwargs) -> dict:
