@@ -1,5 +1,5 @@
-"""Aggregation, relative improvements and claim verdicts of twin_study.analysis.study, on
-hand-made tables whose answers are known."""
+"""Aggregation, relative improvements and claim verdicts of twin_study.analysis (sweeps, tables,
+verdicts), on hand-made tables whose answers are known."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twin_study.analysis import study
+from twin_study.analysis import sweeps, tables, verdicts
 from twin_study.models.config import ModelConfig
 from twin_study.results import load_results, save_results
 from twin_study.training.train import TrainConfig
 
-R, P, N = study.REPRODUCED, study.PARTLY, study.NOT_REPRODUCED
+R, P, N = verdicts.REPRODUCED, verdicts.PARTLY, verdicts.NOT_REPRODUCED
 
 
 def runs_table(values: dict[str, list[float]], dataset: str = "synthetic", **tags) -> pd.DataFrame:
@@ -34,7 +34,7 @@ def runs_table(values: dict[str, list[float]], dataset: str = "synthetic", **tag
 
 def test_summarize_mean_std_and_seed_count():
     runs = runs_table({"A": [0.6, 0.7, 0.8], "B": [0.5, 0.5, 0.5]})
-    s = study.summarize(runs).set_index("model")
+    s = sweeps.summarize(runs).set_index("model")
     assert s.loc["A", "auc_mean"] == pytest.approx(0.7)
     assert s.loc["A", "auc_std"] == pytest.approx(0.1)  # sample std, ddof = 1
     assert s.loc["B", "gauc_std"] == pytest.approx(0.0)
@@ -44,55 +44,55 @@ def test_summarize_mean_std_and_seed_count():
 
 
 def test_summarize_one_seed_has_no_spread():
-    s = study.summarize(runs_table({"A": [0.6]}))
+    s = sweeps.summarize(runs_table({"A": [0.6]}))
     assert math.isnan(s.loc[0, "auc_std"]) and s.loc[0, "n_seeds"] == 1
 
 
 def test_relative_improvement_percent_of_baseline_per_group():
     runs = pd.concat([runs_table({"base": [0.5], "m": [0.55]}, "d1"),
                       runs_table({"base": [0.8], "m": [0.72]}, "d2")])  # fmt: skip
-    s = study.summarize(runs)
-    rel = study.relative_improvement(s, "base", "auc")
+    s = sweeps.summarize(runs)
+    rel = sweeps.relative_improvement(s, "base", "auc")
     got = dict(zip(s["dataset"] + "/" + s["model"], rel, strict=True))
     assert got == pytest.approx({"d1/base": 0, "d1/m": 10.0, "d2/base": 0, "d2/m": -10.0})
 
 
 def test_relative_improvement_logloss_is_positive_when_lower():
-    s = study.summarize(runs_table({"base": [0.5], "m": [0.6]}))  # logloss 0.5 -> 0.4
-    rel = study.relative_improvement(s, "base", "logloss", within=())
+    s = sweeps.summarize(runs_table({"base": [0.5], "m": [0.6]}))  # logloss 0.5 -> 0.4
+    rel = sweeps.relative_improvement(s, "base", "logloss", within=())
     assert rel.iloc[1] == pytest.approx(20.0)
 
 
 def test_relative_improvement_needs_the_baseline():
-    s = study.summarize(runs_table({"A": [0.6]}))
+    s = sweeps.summarize(runs_table({"A": [0.6]}))
     with pytest.raises(ValueError, match="exactly one"):
-        study.relative_improvement(s, "missing", "auc")
+        sweeps.relative_improvement(s, "missing", "auc")
 
 
 def test_paper_table_reproduces_the_papers_own_relative_numbers():
     # The paper: TWIN vs SIM Soft +0.29 % AUC and +0.51 % GAUC (relative).
-    rel = study.paper_relative("SIM Soft").set_index("model")
+    rel = tables.paper_relative("SIM Soft").set_index("model")
     assert rel.loc["TWIN", "auc_rel_pct"] == pytest.approx(0.29, abs=0.005)
     assert rel.loc["TWIN", "gauc_rel_pct"] == pytest.approx(0.51, abs=0.005)
-    assert list(study.PAPER_TABLE4["model"]) == list(study.TABLE4_ORDER)
+    assert list(sweeps.PAPER_TABLE4["model"]) == list(sweeps.TABLE4_ORDER)
     # Table 4 is sorted weakest to strongest in both metrics.
-    assert study.PAPER_TABLE4["auc"].is_monotonic_increasing
-    assert study.PAPER_TABLE4["gauc"].is_monotonic_increasing
+    assert sweeps.PAPER_TABLE4["auc"].is_monotonic_increasing
+    assert sweeps.PAPER_TABLE4["gauc"].is_monotonic_increasing
 
 
 def test_beside_paper_formats_mean_std_and_paper_columns():
     runs = runs_table({"Avg-Pooling": [0.60, 0.62], "TWIN": [0.66, 0.68], "Other": [0.6, 0.6]})
-    t = study.beside_paper(study.summarize(runs)).set_index("model")
+    t = tables.beside_paper(sweeps.summarize(runs)).set_index("model")
     assert t.loc["TWIN", "auc (ours)"] == "0.6700 ± 0.0141"
     assert t.loc["TWIN", "auc rel. % (ours)"] == pytest.approx(100 * (0.67 / 0.61 - 1), abs=0.01)
     assert t.loc["TWIN", "gauc (paper)"] == "0.7336"
     assert pd.isna(t.loc["Other", "gauc (paper)"])  # not a Table 4 model
-    assert "gauc (paper)" not in study.beside_paper(study.summarize(runs), paper=False)
+    assert "gauc (paper)" not in tables.beside_paper(sweeps.summarize(runs), paper=False)
 
 
 def test_metric_records_are_json_ready():
     runs = runs_table({"A": [0.6, 0.7], "B": [0.5]})
-    rec = study.metric_records(study.summarize(runs))
+    rec = tables.metric_records(sweeps.summarize(runs))
     want = {"mean": 0.65, "std": 0.0707, "n_seeds": 2}
     assert rec["synthetic"]["A"]["auc"] == pytest.approx(want, abs=1e-4)
     assert rec["synthetic"]["B"]["gauc"]["std"] is None  # one seed: no spread, not NaN
@@ -101,13 +101,13 @@ def test_metric_records_are_json_ready():
 
 def test_nested_keys_become_strings():
     frame = pd.DataFrame({"d": ["x", "x"], "L": [100, 1000], "v": [1.0, float("nan")]})
-    assert study.nested(frame, ["d", "L"], "v") == {"x": {"100": 1.0, "1000": None}}
+    assert tables.nested(frame, ["d", "L"], "v") == {"x": {"100": 1.0, "1000": None}}
 
 
 def test_lead_over_is_relative_to_the_other_model():
     runs = runs_table({"TWIN": [0.66], "B": [0.6]}, long_len=100)
-    s = study.summarize(runs, by=("dataset", "model", "long_len"))
-    lead = study.lead_over(s, "TWIN", "long_len")
+    s = sweeps.summarize(runs, by=("dataset", "model", "long_len"))
+    lead = sweeps.lead_over(s, "TWIN", "long_len")
     assert lead.to_dict("records") == [
         {"dataset": "synthetic", "long_len": 100, "model": "B", "lead_pct": pytest.approx(10.0)}
     ]
@@ -118,11 +118,11 @@ def test_lead_over_is_relative_to_the_other_model():
 
 def test_paired_effect_is_per_seed():
     runs = runs_table({"A": [0.70, 0.72, 0.74], "B": [0.60, 0.70, 0.80]})
-    eff = study.paired(runs, [{"model": "A"}], [{"model": "B"}], "gauc")
+    eff = verdicts.paired(runs, [{"model": "A"}], [{"model": "B"}], "gauc")
     assert eff.values == pytest.approx([0.10, 0.02, -0.06])
     assert eff.seeds == [0, 1, 2] and eff.reference == pytest.approx(0.7)
     # LogLoss: lower is better, so the sign is flipped and positive still means "A better".
-    ll = study.paired(runs_table({"A": [0.7], "B": [0.6]}), [{"model": "A"}], [{"model": "B"}],
+    ll = verdicts.paired(runs_table({"A": [0.7], "B": [0.6]}), [{"model": "A"}], [{"model": "B"}],
                       "logloss")  # fmt: skip
     assert ll.values == pytest.approx([0.1])
 
@@ -130,9 +130,9 @@ def test_paired_effect_is_per_seed():
 def test_paired_rejects_ambiguous_or_empty_selections():
     runs = pd.concat([runs_table({"A": [0.7]}, long_len=100), runs_table({"A": [0.8]}, long_len=1)])
     with pytest.raises(ValueError, match="several runs per seed"):
-        study.paired(runs, [{"model": "A"}], [{"model": "A", "long_len": 1}])
+        verdicts.paired(runs, [{"model": "A"}], [{"model": "A", "long_len": 1}])
     with pytest.raises(KeyError, match="no runs match"):
-        study.paired(runs, [{"model": "Z"}], [{"model": "A", "long_len": 1}])
+        verdicts.paired(runs, [{"model": "Z"}], [{"model": "A", "long_len": 1}])
 
 
 @pytest.mark.parametrize(
@@ -146,14 +146,14 @@ def test_paired_rejects_ambiguous_or_empty_selections():
     ],
 )
 def test_claim_better_verdicts(a, b, verdict):
-    c = study.claim_better(runs_table({"A": a, "B": b}), "A", "B", "gauc")
+    c = verdicts.claim_better(runs_table({"A": a, "B": b}), "A", "B", "gauc")
     assert c.verdict == verdict
     assert c.effect == pytest.approx(np.mean(a) - np.mean(b))
     assert c.n_seeds == len(a)
 
 
 def test_claim_better_effect_size_spread_and_relative():
-    c = study.claim_better(runs_table({"A": [0.66, 0.68], "B": [0.60, 0.60]}), "A", "B")
+    c = verdicts.claim_better(runs_table({"A": [0.66, 0.68], "B": [0.60, 0.60]}), "A", "B")
     assert c.effect == pytest.approx(0.07)
     assert c.spread == pytest.approx(np.std([0.06, 0.08], ddof=1))
     assert c.relative_pct == pytest.approx(100 * 0.07 / 0.60)
@@ -162,8 +162,8 @@ def test_claim_better_effect_size_spread_and_relative():
 
 def test_claim_better_min_effect():
     runs = runs_table({"A": [0.701, 0.701, 0.701], "B": [0.700, 0.700, 0.700]})
-    assert study.claim_better(runs, "A", "B").verdict == R
-    assert study.claim_better(runs, "A", "B", min_effect=0.005).verdict == P
+    assert verdicts.claim_better(runs, "A", "B").verdict == R
+    assert verdicts.claim_better(runs, "A", "B", min_effect=0.005).verdict == P
 
 
 @pytest.mark.parametrize(
@@ -172,39 +172,39 @@ def test_claim_better_min_effect():
 )
 def test_claim_similar_verdicts(a, verdict):
     runs = runs_table({"A": a, "B": [0.70, 0.70, 0.70]})
-    assert study.claim_similar(runs, "A", "B", "gauc", tol=0.002).verdict == verdict
+    assert verdicts.claim_similar(runs, "A", "B", "gauc", tol=0.002).verdict == verdict
 
 
 def ordered_summary(values: dict[str, float]) -> pd.DataFrame:
-    return study.summarize(runs_table({m: [v, v + 0.001] for m, v in values.items()}))
+    return sweeps.summarize(runs_table({m: [v, v + 0.001] for m, v in values.items()}))
 
 
 def test_claim_order_verdicts():
     order = ["H", "C", "S", "T"]
-    good = study.claim_order(ordered_summary({"H": 0.6, "C": 0.61, "S": 0.62, "T": 0.63}), order)
+    good = verdicts.claim_order(ordered_summary({"H": 0.6, "C": 0.61, "S": 0.62, "T": 0.63}), order)
     assert good.verdict == R and good.effect == pytest.approx(1.0)
     assert good.detail.startswith("3/3 adjacent pairs")
-    swap = study.claim_order(ordered_summary({"H": 0.6, "C": 0.62, "S": 0.61, "T": 0.63}), order)
+    swap = verdicts.claim_order(ordered_summary({"H": 0.6, "C": 0.62, "S": 0.61, "T": 0.63}), order)
     assert swap.verdict == P and 0 < swap.effect < 1 and "C ≥ S" in swap.detail
-    rev = study.claim_order(ordered_summary({"H": 0.63, "C": 0.62, "S": 0.61, "T": 0.6}), order)
+    rev = verdicts.claim_order(ordered_summary({"H": 0.63, "C": 0.62, "S": 0.61, "T": 0.6}), order)
     assert rev.verdict == N and rev.effect == pytest.approx(-1.0)
-    part = study.claim_order(ordered_summary({"H": 0.6, "T": 0.63}), order)
+    part = verdicts.claim_order(ordered_summary({"H": 0.6, "T": 0.63}), order)
     assert part.verdict == R and "not run: C, S" in part.detail
 
 
 def test_combine():
     def claim(v):
-        return study.Claim("c", "", v, 0.01, 0.001, 3, "gauc")
+        return verdicts.Claim("c", "", v, 0.01, 0.001, 3, "gauc")
 
-    assert study.combine([claim(R), claim(R)], "all").verdict == R
-    assert study.combine([claim(R), claim(N)], "all").verdict == P
-    assert study.combine([claim(N), claim(N)], "all").verdict == N
+    assert verdicts.combine([claim(R), claim(R)], "all").verdict == R
+    assert verdicts.combine([claim(R), claim(N)], "all").verdict == P
+    assert verdicts.combine([claim(N), claim(N)], "all").verdict == N
     with pytest.raises(ValueError):
-        study.combine([], "none")
+        verdicts.combine([], "none")
 
 
 def test_claim_to_dict_survives_results_json(tmp_path):
-    c = study.claim_better(runs_table({"A": [0.7], "B": [0.6]}), "A", "B")  # spread is NaN
+    c = verdicts.claim_better(runs_table({"A": [0.7], "B": [0.6]}), "A", "B")  # spread is NaN
     save_results(tmp_path, {"claims": [c.to_dict()]})
     (saved,) = load_results(tmp_path)["claims"]
     assert saved["spread"] is None and saved["verdict"] == P
@@ -215,9 +215,9 @@ def test_claim_to_dict_survives_results_json(tmp_path):
 
 def test_table4_claims_when_twin_clearly_wins():
     values = {m: [0.60 + 0.01 * i + d for d in (0.0, 0.001, 0.002)]
-              for i, m in enumerate(study.TABLE4_ORDER)}  # fmt: skip
+              for i, m in enumerate(sweeps.TABLE4_ORDER)}  # fmt: skip
     runs = runs_table(values)
-    claims = {c.claim: c for c in study.table4_claims(runs, study.summarize(runs), "synthetic")}
+    claims = {c.claim: c for c in verdicts.table4_claims(runs, sweeps.summarize(runs), "synthetic")}
     assert claims["TWIN > SIM Soft (GAUC)"].verdict == R
     assert claims["TWIN best (vs strongest baseline, SIM Soft)"].verdict == R
     assert claims["finer retrieval helps (GAUC)"].verdict == R
@@ -227,9 +227,9 @@ def test_table4_claims_when_twin_clearly_wins():
 
 def test_table4_claims_when_twin_loses():
     values = {m: [0.60 + 0.01 * i + d for d in (0.0, 0.001, 0.002)]
-              for i, m in enumerate(reversed(study.TABLE4_ORDER))}  # fmt: skip
+              for i, m in enumerate(reversed(sweeps.TABLE4_ORDER))}  # fmt: skip
     runs = runs_table(values)
-    claims = study.table4_claims(runs, study.summarize(runs), "synthetic")
+    claims = verdicts.table4_claims(runs, sweeps.summarize(runs), "synthetic")
     assert {c.verdict for c in claims} == {N}
     assert all(c.dataset == "synthetic" for c in claims)
 
@@ -241,7 +241,7 @@ def test_length_claims():
                   "SIM Hard": [0.69 + gain + d for d in (0, 0.002, 0.001)],
                   "DIN": [0.68 + d for d in (0, 0.001, 0.002)]}  # fmt: skip
         rows.append(runs_table(values, long_len=L))
-    claims = {c.claim: c for c in study.length_claims(pd.concat(rows), "synthetic")}
+    claims = {c.claim: c for c in verdicts.length_claims(pd.concat(rows), "synthetic")}
     grows = claims["every model improves with long_len"]
     assert grows.verdict == R and "DIN" not in grows.detail  # DIN reads the same at every L
     assert claims["TWIN's lead widens with long_len"].verdict == R
@@ -256,7 +256,7 @@ def test_ablation_claims_with_timing():
                             "ms_per_1k": base * (1 + 0.01 * r)}
                            for m, base in (("TWIN", 10.0), ("TWIN w/ Raw MHTA", 30.0))
                            for s in range(3) for r in range(3)])  # fmt: skip
-    claims = study.ablation_claims(runs, study.summarize(runs), "synthetic", timing)
+    claims = verdicts.ablation_claims(runs, sweeps.summarize(runs), "synthetic", timing)
     got = {c.claim: c.verdict for c in claims}
     assert got["Para-Con helps (TWIN > w/o Para-Con)"] == R
     assert got["structure helps (w/o Para-Con > SIM Soft)"] == R
@@ -267,16 +267,16 @@ def test_ablation_claims_with_timing():
 
 
 def test_check_table_finds_gaps_and_bad_values():
-    s = study.summarize(runs_table({"A": [0.6, 0.7], "B": [0.45, 0.5]}))
-    problems = study.check_table(s, [("synthetic", "A"), ("synthetic", "C")], n_seeds=3)
+    s = sweeps.summarize(runs_table({"A": [0.6, 0.7], "B": [0.45, 0.5]}))
+    problems = sweeps.check_table(s, [("synthetic", "A"), ("synthetic", "C")], n_seeds=3)
     assert "missing synthetic / C" in problems
     assert any("A: 2 seeds, expected 3" in p for p in problems)
     assert any("B: auc" in p for p in problems)
     assert not any("gauc" in p for p in problems)  # GAUC 0.475 is in range: at chance
     s.loc[0, "gauc_mean"] = float("nan")
-    assert any("A: gauc nan" in p for p in study.check_table(s, [], n_seeds=2))
-    good = study.summarize(runs_table({"A": [0.6, 0.7]}))
-    assert study.check_table(good, [("synthetic", "A")], n_seeds=2) == []
+    assert any("A: gauc nan" in p for p in sweeps.check_table(s, [], n_seeds=2))
+    good = sweeps.summarize(runs_table({"A": [0.6, 0.7]}))
+    assert sweeps.check_table(good, [("synthetic", "A")], n_seeds=2) == []
 
 
 # --- settings, configs and the sweep ---------------------------------------------------------
@@ -284,46 +284,46 @@ def test_check_table_finds_gaps_and_bad_values():
 
 def test_table4_settings():
     base = ModelConfig(long_len=1000)
-    settings = study.table4_settings(base, n_clusters=20, n_clusters_plus=200)
-    assert [s.label for s in settings] == list(study.TABLE4_ORDER)
+    settings = sweeps.table4_settings(base, n_clusters=20, n_clusters_plus=200)
+    assert [s.label for s in settings] == list(sweeps.TABLE4_ORDER)
     by = {s.label: s.model for s in settings}
     assert by["SIM Cluster"].n_clusters == 20 and by["SIM Cluster+"].n_clusters == 200
     assert by["TWIN"].long_module == "twin" and by["TWIN"].long_len == 1000
     # DIN keeps the base's n_clusters: it is also the run that pre-trains SIM Soft's vectors.
     assert by["DIN"] == ModelConfig(long_module="din", long_len=1000)
-    picked = study.table4_settings(base, 20, 200, ["twin", "sim_cluster", "DIN"])
+    picked = sweeps.table4_settings(base, 20, 200, ["twin", "sim_cluster", "DIN"])
     assert [s.label for s in picked] == ["DIN", "SIM Cluster", "SIM Cluster+", "TWIN"]
     with pytest.raises(ValueError, match="unknown Table 4 model"):
-        study.table4_settings(base, 20, 200, ["twin", "nope"])
+        sweeps.table4_settings(base, 20, 200, ["twin", "nope"])
     with pytest.raises(ValueError, match="more clusters"):
-        study.table4_settings(base, 200, 200)
+        sweeps.table4_settings(base, 200, 200)
 
 
 def test_vary_and_module_settings_tag_their_rows():
-    twin = study.Setting("TWIN", ModelConfig(long_len=500))
-    ks = study.vary(twin, "k", [20, 100])
+    twin = sweeps.Setting("TWIN", ModelConfig(long_len=500))
+    ks = sweeps.vary(twin, "k", [20, 100])
     assert [(s.model.k, dict(s.tags)) for s in ks] == [(20, {"k": 20}), (100, {"k": 100})]
-    mods = study.module_settings(ModelConfig(), ["twin_raw", "din"], long_len=10)
+    mods = sweeps.module_settings(ModelConfig(), ["twin_raw", "din"], long_len=10)
     assert [s.label for s in mods] == ["TWIN w/ Raw MHTA", "DIN"]
     assert all(s.tags == {"long_len": 10} for s in mods)
 
 
 def test_configs_split_parameters_by_field():
-    model, train = study.configs({"long_len": 300, "mlp": [32, 16], "epochs": 2, "lr": 0.01},
+    model, train = sweeps.configs({"long_len": 300, "mlp": [32, 16], "epochs": 2, "lr": 0.01},
                                  progress=False)  # fmt: skip
     assert model.long_len == 300 and model.mlp == (32, 16)  # YAML list -> dataclass tuple
     assert train.epochs == 2 and train.lr == 0.01 and train.progress is False
     with pytest.raises(ValueError, match="unknown model/training parameter"):
-        study.configs({"long_lenn": 3})
+        sweeps.configs({"long_lenn": 3})
     with pytest.raises(ValueError, match="k = 500 > long_len"):
-        study.configs({"long_len": 300, "k": 500})
+        sweeps.configs({"long_len": 300, "k": 500})
 
 
 def test_dataset_names():
-    names = study.dataset_names(" synthetic, movielens-1m,synthetic ")
+    names = sweeps.dataset_names(" synthetic, movielens-1m,synthetic ")
     assert names == ["synthetic", "movielens-1m"]
     with pytest.raises(ValueError):
-        study.dataset_names(" , ")
+        sweeps.dataset_names(" , ")
 
 
 def test_sweep_rows_with_a_fake_runner():
@@ -336,18 +336,18 @@ def test_sweep_rows_with_a_fake_runner():
         return SimpleNamespace(metrics={"test": m}, train=info, cached=False, key="k")
 
     ds = SimpleNamespace(name="toy")
-    settings = study.vary(study.Setting("TWIN", ModelConfig(long_len=200)), "k", [10, 100])
-    runs = study.sweep(ds, settings, [0, 1], TrainConfig(), progress=False, runner=fake_run)
+    settings = sweeps.vary(sweeps.Setting("TWIN", ModelConfig(long_len=200)), "k", [10, 100])
+    runs = sweeps.sweep(ds, settings, [0, 1], TrainConfig(), progress=False, runner=fake_run)
     assert calls == [("twin", 10, 0), ("twin", 10, 1), ("twin", 100, 0), ("twin", 100, 1)]
     assert list(runs.columns[:6]) == ["dataset", "model", "long_module", "k", "seed", "auc"]
     assert runs["auc"].tolist() == pytest.approx([0.6, 0.61, 0.6, 0.61])
-    assert "cached" not in study.stable_runs(runs)
-    s = study.summarize(runs, by=("dataset", "model", "k"))
+    assert "cached" not in sweeps.stable_runs(runs)
+    s = sweeps.summarize(runs, by=("dataset", "model", "k"))
     assert s["n_seeds"].tolist() == [2, 2]
 
 
 def test_to_markdown():
     df = pd.DataFrame({"model": ["a|b", "c"], "x": [0.12345, float("nan")], "n": [1, 2]})
-    assert study.to_markdown(df, ".3f") == (
+    assert tables.to_markdown(df, ".3f") == (
         "| model | x | n |\n| --- | --- | --- |\n| a\\|b | 0.123 | 1 |\n| c |  | 2 |\n"
     )

@@ -1,7 +1,7 @@
 """Figures of notebooks 03-05: Table 4, sequence length (Fig. 5) and ablations (Fig. 6).
 
 Every function takes ``ax=None`` and returns the figure; the notebooks save with
-``twin_study.plotting.savefig``. Inputs are the tidy tables of ``twin_study.analysis.study``
+``twin_study.plotting.savefig``. Inputs are the tidy tables of ``twin_study.analysis.sweeps``
 (``summarize`` output: ``<metric>_mean``, ``<metric>_std``, ``n_seeds``).
 """
 
@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from twin_study.analysis.study import TABLE4_ORDER
+from twin_study.analysis.sweeps import TABLE4_ORDER
 
 METRIC_NAMES = {"auc": "AUC", "gauc": "GAUC", "logloss": "LogLoss"}
 
@@ -83,7 +83,7 @@ def plot_relative_vs_paper(
 ) -> Figure:
     """Relative improvement (percent) over the baseline, ours beside the paper's, per model.
 
-    ``table`` is ``study.beside_paper`` output (columns ``<metric> rel. % (ours|paper)``)."""
+    ``table`` is ``tables.beside_paper`` output (columns ``<metric> rel. % (ours|paper)``)."""
     fig, ax = _axes(ax, (6.0, 0.35 * len(table) + 1.5))
     y = np.arange(len(table))
     h = 0.4

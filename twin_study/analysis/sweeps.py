@@ -1,0 +1,476 @@
+"""Sweeps over models x seeds x settings, and their tidy summaries.
+
+Notebooks 03-05 call this module; nothing here trains by itself: every model goes through
+``twin_study.training.run``, whose results cache is keyed by the full configuration, so a
+sweep that is repeated or interrupted never retrains what it already has.
+
+The pieces:
+
+* the paper's Table 4 (``PAPER_TABLE4``, ``TABLE4_ORDER``) and the models' labels;
+* ``configs`` / ``model_config`` / ``train_config``: validated configs from notebook
+  parameters; ``load_all``: the notebooks' data sets;
+* ``Setting``: a labelled ``ModelConfig`` plus tag columns (``{"long_len": 1000}``), and
+  ``table4_settings`` for the nine models of the paper's Table 4;
+* ``sweep``: one tidy row per (setting, seed) with AUC / GAUC / LogLoss and training facts;
+* summaries: ``summarize`` (mean, std, n_seeds), ``relative_improvement`` (percent of a
+  baseline's mean, as the paper reports it), ``lead_over``, ``check_table``, and inference
+  ``timings``.
+
+The paper's claims checked on these runs are in ``verdicts``; markdown tables and the
+records of results.json in ``tables``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..models.config import ModelConfig
+
+METRICS = ("auc", "gauc", "logloss")
+HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False}
+
+# --- the paper's numbers -------------------------------------------------------------------
+
+# Chang et al., "TWIN: TWo-stage Interest Network for Lifelong User Behavior Modeling in CTR
+# Prediction at Kuaishou", KDD 2023 (arXiv 2302.02352), Table 4: mean over 5 days of the
+# Kuaishou offline data. These are the PAPER'S reported values, not results of this study.
+# Columns: our label, long_module, Cluster/Cluster+ marker, AUC, GAUC; rows in the paper's order.
+PAPER_TABLE4 = pd.DataFrame(
+    [
+        ("Avg-Pooling", "avg_pool", 0.7855, 0.7168),
+        ("DIN", "din", 0.7873, 0.7191),
+        ("SIM Hard", "sim_hard", 0.7901, 0.7224),
+        ("ETA", "eta", 0.7910, 0.7243),
+        ("SIM Cluster", "sim_cluster", 0.7915, 0.7253),
+        ("SDIM", "sdim", 0.7919, 0.7267),
+        ("SIM Cluster+", "sim_cluster", 0.7927, 0.7275),
+        ("SIM Soft", "sim_soft", 0.7939, 0.7299),
+        ("TWIN", "twin", 0.7962, 0.7336),
+    ],
+    columns=["model", "long_module", "auc", "gauc"],
+)
+TABLE4_ORDER = tuple(PAPER_TABLE4["model"])  # weakest to strongest, as the paper lists them
+
+# Labels of the other models the notebooks compare (sequence length, ablations).
+LABELS = {
+    "avg_pool": "Avg-Pooling",
+    "din": "DIN",
+    "sim_hard": "SIM Hard",
+    "eta": "ETA",
+    "sdim": "SDIM",
+    "sdim_linear": "SDIM (linear)",
+    "sim_soft": "SIM Soft",
+    "sim_cluster": "SIM Cluster",
+    "twin": "TWIN",
+    "twin_no_paracon": "TWIN w/o Para-Con",
+    "twin_raw": "TWIN w/ Raw MHTA",
+    "twin_no_bias": "TWIN w/o Bias",
+}
+
+
+def label_of(long_module: str) -> str:
+    return LABELS.get(long_module, long_module)
+
+
+# --- configs and data from notebook parameters ----------------------------------------------
+
+
+def _config(cls, kind: str, params: Mapping[str, Any]):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {kind} field(s) {unknown}; known: {', '.join(fields)}")
+    values = {}
+    for name, value in params.items():
+        # YAML and papermill give lists where the dataclass holds tuples (e.g. ``mlp``).
+        default = fields[name].default
+        values[name] = (
+            tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+        )
+    return cls(**values).validate()
+
+
+def model_config(**params: Any) -> ModelConfig:
+    """A validated ModelConfig from notebook parameters; unknown names are errors."""
+    return _config(ModelConfig, "ModelConfig", params)
+
+
+def train_config(**params: Any):
+    """A validated TrainConfig from notebook parameters; unknown names are errors."""
+    from ..training.train import TrainConfig
+
+    return _config(TrainConfig, "TrainConfig", params)
+
+
+def configs(params: Mapping[str, Any], **train_defaults: Any):
+    """Split flat notebook parameters into a (ModelConfig, TrainConfig) pair by field name.
+
+    ``train_defaults`` (e.g. ``progress=False``) apply unless ``params`` sets them; a name
+    that is neither a ModelConfig nor a TrainConfig field is an error.
+    """
+    from ..training.train import TrainConfig
+
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(params) - model_fields - train_fields)
+    if unknown:
+        raise ValueError(
+            f"unknown model/training parameter(s) {unknown}; ModelConfig: "
+            f"{', '.join(sorted(model_fields))}; TrainConfig: {', '.join(sorted(train_fields))}"
+        )
+    model = model_config(**{k: v for k, v in params.items() if k in model_fields})
+    train = {**train_defaults, **{k: v for k, v in params.items() if k in train_fields}}
+    return model, train_config(**train)
+
+
+def dataset_names(spec: str) -> list[str]:
+    """``"synthetic, movielens-1m"`` -> ``["synthetic", "movielens-1m"]`` (order kept, no
+    duplicates, at least one)."""
+    names = list(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
+    if not names:
+        raise ValueError(f"no data set named in {spec!r}")
+    return names
+
+
+def load_data(
+    name: str,
+    *,
+    n_users: int,
+    history_len: int,
+    seed: int = 0,
+    max_users: int = 0,
+    synthetic: Mapping[str, Any] | None = None,
+):
+    """The notebooks' data: synthetic with ``n_users`` / ``history_len`` / ``seed`` and any
+    further SyntheticConfig fields in ``synthetic``; any other source with its first
+    ``max_users`` users (0 = all)."""
+    from ..data import load_dataset
+
+    if name == "synthetic":
+        params = {"n_users": n_users, "history_len": history_len, "seed": seed}
+        return load_dataset(name, **{**params, **dict(synthetic or {})})
+    return load_dataset(name, max_users=max_users or None)
+
+
+def load_all(spec: str, **params: Any) -> dict[str, Any]:
+    """``{name: Dataset}`` for every name in ``spec`` (see ``dataset_names``); ``params`` as
+    for ``load_data``."""
+    return {name: load_data(name, **params) for name in dataset_names(spec)}
+
+
+def bayes_auc_or_none(ds) -> float | None:
+    """The Bayes-optimal test AUC where the data has a planted truth, else None."""
+    from ..data import bayes_auc
+
+    return bayes_auc(ds) if getattr(ds, "p_true", None) is not None else None
+
+
+# --- settings and sweeps -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One model to train: a label for tables, its config, and tag columns for the sweep."""
+
+    label: str
+    model: ModelConfig
+    tags: Mapping[str, Any] = field(default_factory=dict)
+
+
+def table4_settings(
+    base: ModelConfig,
+    n_clusters: int,
+    n_clusters_plus: int,
+    models: Iterable[str] | None = None,
+) -> list[Setting]:
+    """The models of Table 4 from one shared ``base`` config (only the lifelong module differs,
+    paper §4.3). ``models`` selects labels (``"TWIN"``) or modules (``"twin"``; ``"sim_cluster"``
+    means both Cluster and Cluster+); default all nine, in the paper's order.
+
+    Every model but the two SIM Cluster ones keeps ``base.n_clusters``, so the DIN that
+    pre-trains SIM Soft's / SIM Cluster's item vectors is the table's own DIN run when
+    ``base.n_clusters`` equals the pre-training default (a results-cache hit, no extra run).
+    """
+    if n_clusters_plus <= n_clusters:
+        raise ValueError(
+            f"SIM Cluster+ must have more clusters than SIM Cluster: {n_clusters_plus} <= "
+            f"{n_clusters}"
+        )
+    wanted = None if models is None else set(models)
+    out = []
+    for label, module in zip(PAPER_TABLE4["model"], PAPER_TABLE4["long_module"], strict=True):
+        if wanted is not None and label not in wanted and module not in wanted:
+            continue
+        cfg = dataclasses.replace(base, long_module=module)
+        if label == "SIM Cluster":
+            cfg = dataclasses.replace(cfg, n_clusters=n_clusters)
+        elif label == "SIM Cluster+":
+            cfg = dataclasses.replace(cfg, n_clusters=n_clusters_plus)
+        out.append(Setting(label, cfg))
+    if wanted is not None:
+        known = set(PAPER_TABLE4["model"]) | set(PAPER_TABLE4["long_module"])
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise ValueError(f"unknown Table 4 model(s) {unknown}; known: {sorted(known)}")
+    return out
+
+
+def module_settings(base: ModelConfig, modules: Iterable[str], **tags: Any) -> list[Setting]:
+    """One setting per lifelong module, labelled as in the paper, with the same ``tags``."""
+    return [
+        Setting(label_of(m), dataclasses.replace(base, long_module=m), dict(tags)) for m in modules
+    ]
+
+
+def vary(setting: Setting, name: str, values: Iterable[Any]) -> list[Setting]:
+    """``setting`` with ModelConfig field ``name`` set to each value; the value is a tag."""
+    return [
+        Setting(
+            setting.label,
+            dataclasses.replace(setting.model, **{name: v}),
+            {**setting.tags, name: v},
+        )
+        for v in values
+    ]
+
+
+def sweep(
+    ds,
+    settings: Sequence[Setting],
+    seeds: Iterable[int],
+    train,
+    split: str = "test",
+    progress: bool = True,
+    runner: Callable | None = None,
+) -> pd.DataFrame:
+    """Train (or load from the results cache) every setting with every seed.
+
+    Returns one row per (setting, seed): ``dataset, model, long_module, <tags>, seed, auc,
+    gauc, logloss, n, best_epoch, train_seconds, samples_per_second, cached, key``.
+    ``train`` is a TrainConfig whose ``seed`` is replaced by each seed; ``runner`` (default
+    ``twin_study.training.run``) is there for tests.
+    """
+    if runner is None:
+        from ..training.experiment import run as runner
+    from tqdm.auto import tqdm
+
+    seeds = list(seeds)
+    jobs = [(s, seed) for s in settings for seed in seeds]
+    rows = []
+    bar = tqdm(jobs, desc=f"sweep {ds.name}", disable=not progress)
+    for setting, seed in bar:
+        bar.set_postfix_str(f"{setting.label} seed {seed}")
+        res = runner(ds, setting.model, dataclasses.replace(train, seed=seed))
+        m = res.metrics[split]
+        rows.append(
+            {
+                "dataset": ds.name,
+                "model": setting.label,
+                "long_module": setting.model.long_module,
+                **setting.tags,
+                "seed": seed,
+                **{k: m[k] for k in METRICS},
+                "n": m.get("n"),
+                "best_epoch": res.train.get("best_epoch"),
+                "train_seconds": res.train.get("train_seconds"),
+                "samples_per_second": res.train.get("samples_per_second"),
+                "cached": res.cached,
+                "key": res.key,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def sweep_or_none(ds, *args, **kwargs) -> pd.DataFrame | None:
+    """``sweep`` when the data set loaded; ``None`` otherwise (for optional data sets)."""
+    return None if ds is None else sweep(ds, *args, **kwargs)
+
+
+RUN_FACTS = ("train_seconds", "samples_per_second", "cached")  # vary between reruns
+
+
+def stable_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` without the columns that change between reruns (timings, cache hits), for
+    committed CSV files that should not churn."""
+    return runs.drop(columns=[c for c in RUN_FACTS if c in runs.columns])
+
+
+# --- summaries ---------------------------------------------------------------------------
+
+
+def summarize(
+    runs: pd.DataFrame, by: Sequence[str] = ("dataset", "model"), metrics: Sequence[str] = METRICS
+) -> pd.DataFrame:
+    """Mean, standard deviation (ddof 1; NaN for one seed) and seed count per group.
+
+    Columns: ``by``, then ``<metric>_mean``, ``<metric>_std`` per metric, then ``n_seeds``.
+    Groups keep the order in which they first appear in ``runs``.
+    """
+    by = list(by)
+    g = runs.groupby(by, sort=False, dropna=False)
+    out = g[list(metrics)].agg(["mean", "std"])
+    out.columns = [f"{m}_{s}" for m, s in out.columns]
+    out["n_seeds"] = g["seed"].nunique()
+    return out.reset_index()
+
+
+def relative_improvement(
+    summary: pd.DataFrame,
+    baseline: str,
+    metric: str = "gauc",
+    by: str = "model",
+    within: Sequence[str] = ("dataset",),
+) -> pd.Series:
+    """Relative improvement in percent over the ``baseline`` row, ``100 * (x / base - 1)``,
+    the way the paper reports "+0.29 % AUC". Compared within groups of ``within`` columns
+    (one baseline row per group; e.g. per data set, or per sequence length). For LogLoss the
+    sign is flipped so that positive is better."""
+    col = f"{metric}_mean" if f"{metric}_mean" in summary else metric
+    within = [c for c in within if c in summary.columns]
+    sign = 1.0 if HIGHER_IS_BETTER.get(metric, True) else -1.0
+
+    def one(group: pd.DataFrame) -> pd.Series:
+        base = group.loc[group[by] == baseline, col]
+        if len(base) != 1:
+            raise ValueError(
+                f"need exactly one {by} == {baseline!r} row per group, got {len(base)}"
+            )
+        return sign * 100.0 * (group[col] / float(base.iloc[0]) - 1.0)
+
+    if not within:
+        return one(summary).rename(f"{metric}_rel_pct")
+    parts = [one(g) for _, g in summary.groupby(within, sort=False, dropna=False)]
+    return pd.concat(parts).reindex(summary.index).rename(f"{metric}_rel_pct")
+
+
+def with_relative(
+    summary: pd.DataFrame,
+    baseline: str,
+    metrics: Sequence[str] = ("auc", "gauc"),
+    by: str = "model",
+    within: Sequence[str] = ("dataset",),
+) -> pd.DataFrame:
+    """``summary`` plus ``<metric>_rel_pct`` columns (see ``relative_improvement``)."""
+    out = summary.copy()
+    for m in metrics:
+        out[f"{m}_rel_pct"] = relative_improvement(summary, baseline, m, by, within)
+    return out
+
+
+def lead_over(
+    summary: pd.DataFrame,
+    model: str = "TWIN",
+    x: str = "long_len",
+    metric: str = "gauc",
+) -> pd.DataFrame:
+    """``model``'s relative improvement (percent) over every other model at each ``x``,
+    ``100 * (model / other - 1)`` (sign flipped for LogLoss): columns ``dataset, <x>, model``
+    (the other model), ``lead_pct``."""
+    col = f"{metric}_mean"
+    sign = 1.0 if HIGHER_IS_BETTER.get(metric, True) else -1.0
+    rows = []
+    for (d, xv), g in summary.groupby(["dataset", x], sort=False):
+        mine = g.loc[g["model"] == model, col]
+        if len(mine) != 1:
+            continue
+        for _, r in g[g["model"] != model].iterrows():
+            lead = sign * 100.0 * (float(mine.iloc[0]) / float(r[col]) - 1.0)
+            rows.append({"dataset": d, x: xv, "model": r["model"], "lead_pct": lead})
+    return pd.DataFrame(rows, columns=["dataset", x, "model", "lead_pct"])
+
+
+def check_table(
+    summary: pd.DataFrame,
+    expected: Iterable[tuple],
+    n_seeds: int,
+    by: Sequence[str] = ("dataset", "model"),
+) -> list[str]:
+    """Problems with a summary table: a missing row (``expected`` holds one tuple of ``by``
+    values per row that must exist), a wrong seed count, a mean AUC outside (0.5, 1) (a
+    trained model beats chance over all samples), a GAUC outside [0, 1] (per-user ranking can
+    sit at chance on real data, so only its range is checked) or a LogLoss that is not > 0.
+    An empty list means the table is complete and plausible."""
+    problems = []
+    got = {tuple(r) for r in summary[list(by)].itertuples(index=False)}
+    problems += [f"missing {' / '.join(map(str, e))}" for e in expected if tuple(e) not in got]
+    for _, r in summary.iterrows():
+        name = " / ".join(str(r[c]) for c in by)
+        if int(r["n_seeds"]) != n_seeds:
+            problems.append(f"{name}: {int(r['n_seeds'])} seeds, expected {n_seeds}")
+        auc, gauc = r.get("auc_mean", np.nan), r.get("gauc_mean", np.nan)
+        if not (0.5 < auc < 1.0):
+            problems.append(f"{name}: auc {auc} not in (0.5, 1)")
+        if not (0.0 <= gauc <= 1.0):
+            problems.append(f"{name}: gauc {gauc} not in [0, 1]")
+        if not (r.get("logloss_mean", 1.0) > 0):
+            problems.append(f"{name}: logloss {r.get('logloss_mean')} not > 0")
+    return problems
+
+
+# --- inference time ------------------------------------------------------------------------
+
+
+def inference_time(
+    model, ds, n_samples: int = 512, batch_size: int = 256, repeats: int = 5, seed: int = 0
+) -> pd.DataFrame:
+    """Wall-clock forward time of ``model`` on test samples, batches built beforehand.
+
+    Returns one row per repeat: ``ms_per_1k`` (milliseconds per 1,000 samples). TWIN's item
+    cache is built before timing (serving precomputes it, paper §3.4); batch construction is
+    not timed (identical for every model). For figures only: never assert on it.
+    """
+    import torch
+
+    from ..data.batching import SampleBuilder
+
+    idx = ds.split_indices("test")
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(idx, size=min(n_samples, len(idx)), replace=False))
+    builder = SampleBuilder(ds, model.cfg.long_len, model.cfg.short_len)
+    batches = list(builder.batches(idx, batch_size, shuffle=False))
+    model.eval()
+    model.prepare_eval()
+    rows = []
+    with torch.no_grad():
+        model(batches[0])  # warm-up
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            for b in batches:
+                model(b)
+            dt = time.perf_counter() - t0
+            rows.append({"repeat": r, "ms_per_1k": 1e6 * dt / len(idx), "n_samples": len(idx)})
+    return pd.DataFrame(rows)
+
+
+def timings(
+    ds,
+    settings: Sequence[Setting],
+    seeds: Iterable[int],
+    train,
+    n_samples: int = 512,
+    repeats: int = 5,
+    runner: Callable | None = None,
+) -> pd.DataFrame:
+    """Inference time (``inference_time``) of each setting's trained model for every seed
+    (the models come from the results cache). Rows: dataset, model, seed, repeat, ms_per_1k."""
+    if runner is None:
+        from ..training.experiment import run as runner
+    if train.threads:
+        import torch
+
+        torch.set_num_threads(train.threads)
+    frames = []
+    for setting in settings:
+        for seed in seeds:
+            res = runner(ds, setting.model, dataclasses.replace(train, seed=seed))
+            t = inference_time(res.model, ds, n_samples, train.batch_size, repeats, seed)
+            frames.append(t.assign(dataset=ds.name, model=setting.label, seed=seed))
+    cols = ["dataset", "model", "seed", "repeat", "ms_per_1k", "n_samples"]
+    return pd.concat(frames, ignore_index=True)[cols]

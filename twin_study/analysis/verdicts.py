@@ -1,0 +1,498 @@
+"""The paper's claims as data: paired effects over seeds and a verdict per claim.
+
+``paired`` takes per-seed differences, so the spread of an effect is the spread of the
+difference, not of the two metrics. ``claim_better``, ``claim_similar``, ``claim_order`` and
+``combine`` return a ``Claim`` whose ``verdict`` is one of ``VERDICTS``; a claim that fails
+is a verdict, never an exception. ``table4_claims``, ``length_claims`` and
+``ablation_claims`` are the paper's readings of Table 4, Fig. 5 and Fig. 6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .sweeps import HIGHER_IS_BETTER, TABLE4_ORDER
+from .tables import finite_or_none
+
+REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
+VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED)
+
+# The paper's reading of Table 4: finer retrieval helps monotonically.
+FINER_RETRIEVAL = ("SIM Hard", "SIM Cluster", "SIM Cluster+", "SIM Soft", "TWIN")
+
+
+# --- paired effects and claims -------------------------------------------------------------
+
+
+@dataclass
+class Effect:
+    """Per-seed paired effect: ``values`` are sum(plus) - sum(minus) per seed."""
+
+    values: np.ndarray
+    seeds: list[int]
+    reference: float  # mean of the first ``minus`` selection (for relative effects)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.n else float("nan")
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if self.n >= 2 else float("nan")
+
+    @property
+    def se(self) -> float:
+        return self.std / math.sqrt(self.n) if self.n >= 2 else float("nan")
+
+    @property
+    def relative_pct(self) -> float:
+        return 100.0 * self.mean / self.reference if self.reference else float("nan")
+
+
+def _select(runs: pd.DataFrame, where: Mapping[str, Any], metric: str) -> pd.Series:
+    mask = np.ones(len(runs), dtype=bool)
+    for col, val in where.items():
+        if col not in runs.columns:
+            raise KeyError(f"no column {col!r} in the runs table (selection {dict(where)})")
+        mask &= (runs[col] == val).to_numpy()
+    sel = runs.loc[mask]
+    if sel.empty:
+        raise KeyError(f"no runs match {dict(where)}")
+    if sel["seed"].duplicated().any():
+        raise ValueError(f"selection {dict(where)} has several runs per seed; select more columns")
+    return sel.set_index("seed")[metric]
+
+
+def paired(
+    runs: pd.DataFrame,
+    plus: Sequence[Mapping[str, Any]],
+    minus: Sequence[Mapping[str, Any]],
+    metric: str = "gauc",
+) -> Effect:
+    """Per seed: sum of ``metric`` over the ``plus`` selections minus the ``minus`` ones.
+
+    Each selection (``{"model": "TWIN", "long_len": 1000}``) must pick one run per seed; only
+    seeds present in every selection are paired. For LogLoss the sign is flipped, so a
+    positive effect always means "plus is better".
+    """
+    sign = 1.0 if HIGHER_IS_BETTER.get(metric, True) else -1.0
+    cols = [_select(runs, w, metric) for w in plus] + [_select(runs, w, metric) for w in minus]
+    seeds = sorted(set.intersection(*(set(c.index) for c in cols)))
+    total = sum(c.loc[seeds].to_numpy() for c in cols[: len(plus)])
+    total = total - sum(c.loc[seeds].to_numpy() for c in cols[len(plus) :])
+    reference = float(cols[len(plus)].loc[seeds].mean()) if minus and seeds else float("nan")
+    return Effect(sign * np.asarray(total, dtype=float), seeds, reference)
+
+
+@dataclass
+class Claim:
+    """A claim of the paper checked on our runs; ``verdict`` is one of VERDICTS."""
+
+    claim: str  # short name
+    statement: str  # what the paper says
+    verdict: str
+    effect: float  # mean paired effect (metric units), or Kendall tau for orderings
+    spread: float  # std over seeds of the effect (NaN with one seed)
+    n_seeds: int
+    metric: str
+    detail: str = ""
+    dataset: str = ""
+    relative_pct: float = float("nan")  # effect in percent of the baseline's mean
+
+    @classmethod
+    def of(cls, eff: Effect, verdict: str, metric: str, **fields: Any) -> Claim:
+        """A claim whose effect, spread, seed count and relative size come from ``eff``."""
+        return cls(verdict=verdict, effect=eff.mean, spread=eff.std, n_seeds=eff.n,
+                   metric=metric, relative_pct=eff.relative_pct, **fields)  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("effect", "spread", "relative_pct"):
+            d[k] = finite_or_none(d[k]) if d[k] is not None else None
+        return d
+
+    def sentence(self) -> str:
+        """One line for the notebook: verdict, effect and spread in words."""
+        spread = f" ± {self.spread:.4f}" if math.isfinite(self.spread) else ""
+        rel = f" ({self.relative_pct:+.2f} %)" if math.isfinite(self.relative_pct) else ""
+        where = f"[{self.dataset}] " if self.dataset else ""
+        return (
+            f"{where}{self.claim}: {self.verdict.upper()} — {self.metric} effect "
+            f"{self.effect:+.4f}{spread}{rel} over {self.n_seeds} seed(s); {self.detail}"
+        ).rstrip("; ")
+
+
+def verdict_better(effect: Effect, z: float = 2.0, min_effect: float = 0.0) -> str:
+    """``reproduced``: the effect is positive, above ``min_effect`` and more than ``z``
+    standard errors from zero (needs >= 2 seeds); ``partly``: positive but within noise (or
+    one seed: no spread to judge); ``not reproduced``: zero or negative."""
+    mean = effect.mean
+    if not math.isfinite(mean) or mean <= 0:
+        return NOT_REPRODUCED
+    if effect.n >= 2 and mean > z * effect.se and mean > min_effect:
+        return REPRODUCED
+    return PARTLY
+
+
+def claim_better(
+    runs: pd.DataFrame,
+    a: Mapping[str, Any] | str,
+    b: Mapping[str, Any] | str,
+    metric: str = "gauc",
+    *,
+    claim: str = "",
+    statement: str = "",
+    z: float = 2.0,
+    min_effect: float = 0.0,
+    dataset: str = "",
+) -> Claim:
+    """Claim "a beats b" on ``metric``, paired by seed (strings mean ``{"model": name}``)."""
+    a, b = _where(a), _where(b)
+    eff = paired(runs, [a], [b], metric)
+    return Claim.of(
+        eff, verdict_better(eff, z, min_effect), metric,
+        claim=claim or f"{_name(a)} > {_name(b)}", statement=statement,
+        detail=f"{_name(a)} − {_name(b)}, {z:g} s.e. rule", dataset=dataset,
+    )  # fmt: skip
+
+
+def claim_similar(
+    runs: pd.DataFrame,
+    a: Mapping[str, Any] | str,
+    b: Mapping[str, Any] | str,
+    metric: str = "gauc",
+    tol: float = 0.002,
+    *,
+    claim: str = "",
+    statement: str = "",
+    z: float = 2.0,
+    dataset: str = "",
+) -> Claim:
+    """Claim "a is about the same as b": ``reproduced`` when |effect| <= ``tol`` (metric
+    units); ``partly`` when it is within ``2 * tol`` or within ``z`` standard errors of zero;
+    ``not reproduced`` otherwise."""
+    a, b = _where(a), _where(b)
+    eff = paired(runs, [a], [b], metric)
+    d = abs(eff.mean)
+    noise = z * eff.se if eff.n >= 2 else 0.0
+    if d <= tol:
+        verdict = REPRODUCED
+    elif d <= 2 * tol or d <= noise:
+        verdict = PARTLY
+    else:
+        verdict = NOT_REPRODUCED
+    return Claim.of(
+        eff, verdict, metric, claim=claim or f"{_name(a)} ≈ {_name(b)}", statement=statement,
+        detail=f"|{_name(a)} − {_name(b)}| vs tolerance {tol:g}", dataset=dataset,
+    )  # fmt: skip
+
+
+def kendall_tau(expected: Sequence[str], values: Mapping[str, float]) -> float:
+    """Kendall's tau between the expected order (weakest first) and the measured values."""
+    from scipy.stats import kendalltau
+
+    names = [n for n in expected if n in values]
+    if len(names) < 2:
+        return float("nan")
+    return float(kendalltau(np.arange(len(names)), [values[n] for n in names]).statistic)
+
+
+def claim_order(
+    summary: pd.DataFrame,
+    order: Sequence[str],
+    metric: str = "gauc",
+    *,
+    by: str = "model",
+    claim: str = "",
+    statement: str = "",
+    dataset: str = "",
+) -> Claim:
+    """Claim "the models rank as ``order`` (weakest first)" on the mean ``metric``.
+
+    ``reproduced``: every adjacent pair in order; ``partly``: Kendall's tau > 0 (more pairs
+    agree than disagree); ``not reproduced`` otherwise. The effect is tau; the spread is the
+    median seed-to-seed std of the models (compare it with the gaps between means).
+    """
+    col = f"{metric}_mean"
+    sign = 1.0 if HIGHER_IS_BETTER.get(metric, True) else -1.0
+    present = summary[summary[by].isin(order)]
+    values = {str(r[by]): sign * float(r[col]) for _, r in present.iterrows()}
+    names = [n for n in order if n in values]
+    missing = [n for n in order if n not in values]
+    broken = [
+        f"{a} ≥ {b}" for a, b in zip(names, names[1:], strict=False) if values[a] >= values[b]
+    ]
+    tau = kendall_tau(names, values)
+    if len(names) < 2:
+        verdict = NOT_REPRODUCED
+    elif not broken:
+        verdict = REPRODUCED
+    elif tau > 0:
+        verdict = PARTLY
+    else:
+        verdict = NOT_REPRODUCED
+    n_pairs = max(len(names) - 1, 0)
+    detail = f"{n_pairs - len(broken)}/{n_pairs} adjacent pairs in order"
+    if broken:
+        detail += "; out of order: " + ", ".join(broken)
+    if missing:
+        detail += "; not run: " + ", ".join(missing)
+    std_col = f"{metric}_std"
+    spread = float(present[std_col].median()) if std_col in present and len(present) else math.nan
+    n_seeds = int(present["n_seeds"].min()) if "n_seeds" in present and len(present) else 0
+    return Claim(
+        claim=claim or " < ".join(order),
+        statement=statement,
+        verdict=verdict,
+        effect=tau,
+        spread=spread,
+        n_seeds=n_seeds,
+        metric=f"{metric} (Kendall tau)",
+        detail=detail,
+        dataset=dataset,
+    )
+
+
+def combine(parts: Sequence[Claim], claim: str, statement: str = "", dataset: str = "") -> Claim:
+    """A claim made of several (e.g. "every model improves with L"): ``reproduced`` when all
+    parts are, ``not reproduced`` when none is reproduced and none has a positive effect,
+    ``partly`` otherwise. Effect and spread are the parts' means."""
+    if not parts:
+        raise ValueError("combine needs at least one claim")
+    verdicts = [p.verdict for p in parts]
+    if all(v == REPRODUCED for v in verdicts):
+        verdict = REPRODUCED
+    elif all(v == NOT_REPRODUCED for v in verdicts):
+        verdict = NOT_REPRODUCED
+    else:
+        verdict = PARTLY
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS if v in verdicts)
+    return Claim(
+        claim=claim,
+        statement=statement,
+        verdict=verdict,
+        effect=float(np.nanmean([p.effect for p in parts])),
+        spread=float(np.nanmean([p.spread for p in parts]))
+        if any(math.isfinite(p.spread) for p in parts)
+        else float("nan"),
+        n_seeds=min(p.n_seeds for p in parts),
+        metric=parts[0].metric,
+        detail=f"{counts}: " + "; ".join(f"{p.claim} {p.verdict}" for p in parts),
+        dataset=dataset,
+    )
+
+
+def claim_trend(runs: pd.DataFrame, model: str, x: str, lo: Any, hi: Any, **kw: Any) -> Claim:
+    """Claim "``model`` is better at ``x = hi`` than at ``x = lo``" (paired by seed);
+    ``kw`` as for ``claim_better`` (metric, z, dataset)."""
+    c = claim_better(runs, {"model": model, x: hi}, {"model": model, x: lo}, **kw)
+    c.claim = f"{model}: {x} {lo} → {hi}"
+    return c
+
+
+def claim_gap_widens(
+    runs: pd.DataFrame, model: str, other: str, x: str, lo: Any, hi: Any, **kw: Any
+) -> Claim:
+    """Claim "``model``'s lead over ``other`` is larger at ``x = hi`` than at ``lo``": the
+    per-seed difference in differences; ``kw``: metric, z, dataset."""
+    metric, z = kw.get("metric", "gauc"), kw.get("z", 2.0)
+    eff = paired(
+        runs,
+        plus=[{"model": model, x: hi}, {"model": other, x: lo}],
+        minus=[{"model": other, x: hi}, {"model": model, x: lo}],
+        metric=metric,
+    )
+    eff.reference = float("nan")  # a difference of differences has no baseline to divide by
+    return Claim.of(
+        eff, verdict_better(eff, z), metric, claim=f"{model} − {other} widens {x} {lo} → {hi}",
+        statement="", detail="difference in differences", dataset=kw.get("dataset", ""),
+    )  # fmt: skip
+
+
+def claims_frame(claims: Iterable[Claim]) -> pd.DataFrame:
+    cols = [f.name for f in dataclasses.fields(Claim)]
+    return pd.DataFrame([dataclasses.asdict(c) for c in claims], columns=cols)
+
+
+def _where(x: Mapping[str, Any] | str) -> dict[str, Any]:
+    return {"model": x} if isinstance(x, str) else dict(x)
+
+
+def _name(where: Mapping[str, Any]) -> str:
+    rest = ", ".join(f"{k}={v}" for k, v in where.items() if k != "model")
+    name = str(where.get("model", ""))
+    return f"{name} ({rest})" if rest and name else name or rest
+
+
+# --- Table 4 checks and claims ---------------------------------------------------------------
+
+
+def table4_claims(
+    runs: pd.DataFrame, summary: pd.DataFrame, dataset: str, z: float = 2.0
+) -> list[Claim]:
+    """The paper's readings of Table 4, checked on one data set's runs."""
+    runs = runs[runs["dataset"] == dataset]
+    summary = summary[summary["dataset"] == dataset]
+    have = set(summary["model"])
+    out = []
+    if {"TWIN", "SIM Soft"} <= have:
+        for m in ("auc", "gauc"):
+            out.append(claim_better(
+                runs, "TWIN", "SIM Soft", m, z=z, dataset=dataset,
+                claim=f"TWIN > SIM Soft ({m.upper()})",
+                statement="TWIN beats SIM Soft: +0.29 % AUC, +0.51 % GAUC (relative)",
+            ))  # fmt: skip
+    baselines = summary[summary["model"] != "TWIN"]
+    if "TWIN" in have and len(baselines):
+        best = str(baselines.sort_values("gauc_mean").iloc[-1]["model"])
+        out.append(claim_better(
+            runs, "TWIN", best, "gauc", z=z, dataset=dataset,
+            claim=f"TWIN best (vs strongest baseline, {best})",
+            statement="TWIN has the best AUC and GAUC of all nine models",
+        ))  # fmt: skip
+    if "TWIN" in have and "DIN" in have:
+        out.append(claim_better(
+            runs, "TWIN", "DIN", "gauc", z=z, dataset=dataset,
+            claim="TWIN > DIN (lifelong search beats the recent 100)",
+            statement="every two-stage lifelong model beats DIN over the most recent 100",
+        ))  # fmt: skip
+    finer = [m for m in FINER_RETRIEVAL if m in have]
+    if len(finer) >= 3:
+        out.append(claim_order(
+            summary, finer, "gauc", dataset=dataset, claim="finer retrieval helps (GAUC)",
+            statement="Hard < Cluster < Cluster+ < Soft < TWIN, monotonically",
+        ))  # fmt: skip
+    if len(have & set(TABLE4_ORDER)) >= 3:
+        out.append(claim_order(
+            summary, list(TABLE4_ORDER), "gauc", dataset=dataset,
+            claim="Table 4 order (GAUC)", statement="the nine models rank as in Table 4",
+        ))  # fmt: skip
+    e2e = [m for m in ("ETA", "SDIM") if m in have]
+    if e2e and "SIM Soft" in have:
+        parts = [claim_better(runs, "SIM Soft", m, "gauc", z=z, dataset=dataset) for m in e2e]
+        out.append(combine(
+            parts, "end-to-end hashing is not enough (ETA, SDIM < SIM Soft)",
+            "ETA and SDIM, trained end to end, trail SIM Soft", dataset,
+        ))  # fmt: skip
+    return out
+
+
+# --- sequence length (Fig. 5) and ablations (Fig. 6) ---------------------------------------
+
+
+def length_claims(
+    runs: pd.DataFrame,
+    dataset: str,
+    x: str = "long_len",
+    metric: str = "gauc",
+    fixed: Iterable[str] = ("DIN",),
+    z: float = 2.0,
+) -> list[Claim]:
+    """The paper's Fig. 5 readings on one data set: every model improves from the shortest
+    to the longest ``x`` (models in ``fixed`` read the same behaviours at every length and
+    are left out), TWIN's lead widens, and TWIN is best at the longest length."""
+    runs = runs[runs["dataset"] == dataset]
+    lo, hi = runs[x].min(), runs[x].max()
+    models = list(dict.fromkeys(runs["model"]))
+    out = []
+    growing = [m for m in models if m not in set(fixed)]
+    if growing and lo != hi:
+        kw = {"metric": metric, "z": z, "dataset": dataset}
+        parts = [claim_trend(runs, m, x, lo, hi, **kw) for m in growing]
+        out.append(
+            combine(
+                parts,
+                f"every model improves with {x}",
+                "all models improve as the GSU input grows (output fixed)",
+                dataset,
+            )
+        )
+    others = [m for m in models if m != "TWIN"]
+    if "TWIN" in models and others and lo != hi:
+        parts = [
+            claim_gap_widens(runs, "TWIN", m, x, lo, hi, metric=metric, z=z, dataset=dataset)
+            for m in others
+        ]
+        out.append(
+            combine(
+                parts,
+                f"TWIN's lead widens with {x}",
+                "TWIN's advantage grows with the sequence length",
+                dataset,
+            )
+        )
+    if "TWIN" in models and others:
+        at_hi = runs[runs[x] == hi].groupby("model")[metric].mean().drop("TWIN")
+        best = str(at_hi.idxmax())
+        out.append(
+            claim_better(
+                runs,
+                {"model": "TWIN", x: hi},
+                {"model": best, x: hi},
+                metric,
+                z=z,
+                dataset=dataset,
+                claim=f"TWIN best at {x} = {hi} (vs {best})",
+                statement="TWIN leads at every length, most at the longest",
+            )
+        )
+    return out
+
+
+# Fig. 6 readings: (better, worse, short name, what the paper says).
+ABLATION_BETTER = (
+    ("TWIN", "TWIN w/o Para-Con", "Para-Con helps (TWIN > w/o Para-Con)",
+     "sharing the ESU's parameters with the GSU helps"),
+    ("TWIN w/o Para-Con", "SIM Soft", "structure helps (w/o Para-Con > SIM Soft)",
+     "the GSU's structure matters more than shared parameters"),
+    ("TWIN", "TWIN w/o Bias", "cross-feature bias helps (TWIN > w/o Bias)",
+     "removing the cross features: clear GAUC drop"),
+)  # fmt: skip
+
+
+def ablation_claims(
+    runs: pd.DataFrame,
+    summary: pd.DataFrame,
+    dataset: str,
+    timing: pd.DataFrame | None = None,
+    similar_tol: float = 0.002,
+    z: float = 2.0,
+) -> list[Claim]:
+    """The paper's Fig. 6 readings on one data set, for the models that were run."""
+    runs = runs[runs["dataset"] == dataset]
+    summary = summary[summary["dataset"] == dataset]
+    have = set(summary["model"])
+    kw = {"z": z, "dataset": dataset}
+    out = [
+        claim_better(runs, a, b, claim=name, statement=said, **kw)
+        for a, b, name, said in ABLATION_BETTER
+        if {a, b} <= have
+    ]
+    order = ["SIM Soft", "TWIN w/o Para-Con", "TWIN"]
+    if set(order) <= have:
+        out.append(claim_order(summary, order, claim=" < ".join(order), statement="Fig. 6(a)",
+                               dataset=dataset))  # fmt: skip
+    raw = "TWIN w/ Raw MHTA"
+    if {"TWIN", raw} <= have:
+        said = "full projection of [K_h, K_c]: GAUC about the same"
+        out.append(claim_similar(runs, raw, "TWIN", "gauc", similar_tol, **kw,
+                                 claim="Raw MHTA: GAUC about the same",
+                                 statement=said))  # fmt: skip
+    if timing is not None and {"TWIN", raw} <= set(timing["model"]):
+        t = timing[timing["dataset"] == dataset] if "dataset" in timing else timing
+        t = t.groupby(["model", "seed"], as_index=False)["ms_per_1k"].median()
+        said = "full projection: inference time much higher"
+        out.append(claim_better(t, raw, "TWIN", "ms_per_1k", **kw,
+                                claim="Raw MHTA: inference slower", statement=said))  # fmt: skip
+    return out
