@@ -133,7 +133,7 @@ def test_results_frame_is_tidy():
     assert pd.isna(row["recall_oracle"])
 
 
-# --- figures and verdict text of the notebook (twin_study.plots_consistency) ----------------
+# --- figures and verdict text of the notebook (twin_study.plots.consistency) ----------------
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def curves():
 
 
 def test_size_needed_and_fig4_verdict(curves):
-    from twin_study import plots_consistency as pc
+    from twin_study.plots import consistency as pc
 
     assert pc.size_needed(curves[curves["model"] == "sim_soft"], 90) == 1000
     assert pc.size_needed(curves[curves["model"] == "sim_hard"], 90) is None
@@ -160,7 +160,7 @@ def test_size_needed_and_fig4_verdict(curves):
 
 
 def test_staleness_verdict_and_claims():
-    from twin_study import plots_consistency as pc
+    from twin_study.plots import consistency as pc
 
     assert pc.staleness_verdict("d", {0: 100.0, 5: 99.0, 50: 93.5})[0] == "reproduced"
     assert pc.staleness_verdict("d", {0: 100.0, 5: 99.0})[0] == "partly"
@@ -177,7 +177,7 @@ def test_staleness_verdict_and_claims():
 
 
 def test_markdown_table():
-    from twin_study.plots_consistency import markdown_table
+    from twin_study.plots.consistency import markdown_table
 
     df = pd.DataFrame({"model": ["a|b", "c"], "hits": [1.23456, np.nan], "n": [1, 2]})
     assert markdown_table(df, digits=2) == (
@@ -191,7 +191,7 @@ def test_plot_functions_draw_on_given_axes(curves):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from twin_study import plots_consistency as pc
+    from twin_study.plots import consistency as pc
 
     models = ["sim_hard", "sim_soft", "twin"]
     bars = curves[curves["size"] == 100].assign(std=[0.0, 2.0, 0.0])
@@ -215,7 +215,7 @@ def test_plot_functions_draw_on_given_axes(curves):
 
 
 def test_recall_verdict_names_losses_and_untrained_esus():
-    from twin_study.plots_consistency import recall_verdict
+    from twin_study.plots.consistency import recall_verdict
 
     text = recall_verdict("synthetic", {"twin": 0.5, "sim_hard": 0.2, "eta": 0.6},
                           {"twin": 0.5, "sim_hard": 0.6, "eta": 0.1})  # fmt: skip

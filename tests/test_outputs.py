@@ -66,7 +66,7 @@ def test_resolve_out_dir(tmp_path, monkeypatch):
 def test_savefig_is_byte_stable(tmp_path):
     import matplotlib.pyplot as plt
 
-    from twin_study.plotting import savefig, set_style
+    from twin_study.plots.base import savefig, set_style
 
     set_style()
 

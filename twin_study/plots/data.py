@@ -1,7 +1,7 @@
 """Figures of ``notebooks/00_data.ipynb``: what the data looks like.
 
 Each function takes ``ax=None`` (``axes=None`` for a row of panels), draws on it or on a new
-figure, and returns the figure; save with ``twin_study.plotting.savefig``. Inputs are the
+figure, and returns the figure; save with ``twin_study.plots.base.savefig``. Inputs are the
 tables of ``twin_study.analysis.data_stats``.
 """
 

@@ -1,4 +1,4 @@
-"""Plot style and reproducible figure files.
+"""Plot style and reproducible figure files (the plot functions are in the sibling modules).
 
 Conventions: plot functions take ``ax=None`` and return the figure; notebooks save with
 ``savefig(fig, name, out_dir)``, which writes byte-identical files when nothing changed so
@@ -64,8 +64,3 @@ def savefig(
         fig.savefig(buf, format=fmt, dpi=dpi, metadata=_FIXED_METADATA[fmt])
         paths.append(atomic_write_bytes(Path(out_dir) / f"{name}.{fmt}", buf.getvalue()))
     return paths
-
-
-# ---------------------------------------------------------------------------------------
-# Plot functions (added by the analyses): ``def plot_x(..., ax=None) -> Figure``.
-# ---------------------------------------------------------------------------------------

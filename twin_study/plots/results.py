@@ -1,7 +1,7 @@
 """Figures of notebooks 03-05: Table 4, sequence length (Fig. 5) and ablations (Fig. 6).
 
 Every function takes ``ax=None`` and returns the figure; the notebooks save with
-``twin_study.plotting.savefig``. Inputs are the tidy tables of ``twin_study.analysis.sweeps``
+``twin_study.plots.base.savefig``. Inputs are the tidy tables of ``twin_study.analysis.sweeps``
 (``summarize`` output: ``<metric>_mean``, ``<metric>_std``, ``n_seeds``).
 """
 
