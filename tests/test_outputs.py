@@ -85,3 +85,61 @@ def test_savefig_is_byte_stable(tmp_path):
     plt.close("all")
     with pytest.raises(ValueError, match="unsupported figure format"):
         savefig(draw(), "fig", tmp_path, ("eps",))
+
+
+def _draw():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [0.6, 0.7, 0.65])
+    return fig
+
+
+def _marks(fig) -> list[str]:
+    from twin_study.plots.base import QUICK_MARK
+
+    return [t.get_text() for t in fig.texts if t.get_text() == QUICK_MARK]
+
+
+@pytest.mark.parametrize(("profile", "marked"), [("quick", True), ("paper", False), (None, False)])
+def test_savefig_marks_quick_profile_figures(tmp_path, profile, marked):
+    """A quick-profile figure carries a visible "quick profile: smoke test" mark, in the figure
+    and in the file written; a paper-profile figure (the committed ones) does not."""
+    import matplotlib.pyplot as plt
+
+    from twin_study.plots.base import QUICK_MARK, savefig, set_style
+
+    set_style()
+    fig = _draw()
+    (svg,) = savefig(fig, "fig", tmp_path, ("svg",), profile=profile)  # svg keeps text as text
+    assert _marks(fig) == ([QUICK_MARK] if marked else [])
+    assert (QUICK_MARK in svg.read_text()) == marked
+    savefig(fig, "fig", tmp_path, ("svg",), profile=profile)  # saved twice: still one mark
+    assert len(_marks(fig)) == int(marked)
+    plt.close("all")
+
+
+def test_set_style_profile_is_savefigs_default(tmp_path):
+    """Notebooks pass their ``profile`` parameter once, to set_style; savefig follows it, and
+    an explicit ``profile=`` wins."""
+    import matplotlib.pyplot as plt
+
+    from twin_study.plots.base import savefig, set_style
+
+    try:
+        set_style("quick")
+        fig = _draw()
+        savefig(fig, "quick", tmp_path)
+        assert len(_marks(fig)) == 1
+        fig = _draw()
+        savefig(fig, "paper", tmp_path, profile="paper")
+        assert _marks(fig) == []
+        set_style("paper")
+        fig = _draw()
+        savefig(fig, "paper2", tmp_path)
+        assert _marks(fig) == []
+        # The mark changes the pixels, not just the figure object.
+        assert (tmp_path / "quick.png").read_bytes() != (tmp_path / "paper.png").read_bytes()
+    finally:
+        set_style()
+        plt.close("all")
