@@ -232,10 +232,16 @@ def plot_relevant_recency(
 
 
 def plot_true_probability(
-    p_true: np.ndarray, label: np.ndarray, auc: float | None = None, ax: Axes | None = None
+    p_true: np.ndarray,
+    label: np.ndarray,
+    auc: float | None = None,
+    ax: Axes | None = None,
+    *,
+    samples: str = "",
 ) -> Figure:
     """True click probability of clicked vs. not clicked samples; their overlap is what bounds
-    any model's AUC (the Bayes-optimal AUC, given in the title)."""
+    any model's AUC (the Bayes-optimal AUC, given in the title with ``samples``, the sample
+    set it was measured on: it differs from one log and split to another)."""
     fig, ax = _axes(ax)
     bins = np.linspace(0, 1, 41)
     for lab, name, color in ((1, "clicked", "C2"), (0, "not clicked", "C7")):
@@ -252,6 +258,8 @@ def plot_true_probability(
     ax.set_xlabel("true click probability p_true")
     ax.set_ylabel("share of samples")
     title = "True click probability by outcome"
-    ax.set_title(title if auc is None else f"{title} (Bayes AUC {auc:.3f})")
+    if auc is not None:
+        title += f"\nBayes-optimal AUC {auc:.3f}" + (f" on {samples}" if samples else "")
+    ax.set_title(title)
     ax.legend(frameon=False)
     return fig

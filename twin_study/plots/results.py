@@ -7,17 +7,24 @@ Every function takes ``ax=None`` and returns the figure; the notebooks save with
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 
 from twin_study.analysis.sweeps import TABLE4_ORDER
 
 METRIC_NAMES = {"auc": "AUC", "gauc": "GAUC", "logloss": "LogLoss"}
+# The paper's numbers: a neutral grey with hatching, never a colour a model of ours wears.
+PAPER_STYLE = {"color": "0.78", "hatch": "///", "edgecolor": "0.45", "linewidth": 0.0}
+# A panel's legend beside it, outside the data.
+OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": "small"}
 
 
 def _axes(ax: Axes | None, size: tuple[float, float] = (6.0, 4.0)) -> tuple[Figure, Axes]:
@@ -42,6 +49,7 @@ def plot_model_metric(
     *,
     order: Sequence[str] = TABLE4_ORDER,
     ceiling: float | None = None,
+    ceiling_label: str = "Bayes-optimal",
     highlight: str = "TWIN",
     title: str = "",
     ax: Axes | None = None,
@@ -49,7 +57,8 @@ def plot_model_metric(
     """Mean ± std of ``metric`` per model as points with error bars (the axis does not start
     at zero, so no bars), ``order`` from top to bottom, ``highlight`` in another colour.
 
-    ``ceiling``: a vertical line (e.g. the Bayes-optimal AUC on synthetic data)."""
+    ``ceiling``: a vertical line (e.g. the Bayes-optimal AUC on synthetic data), named in a
+    legend beside the axes by ``ceiling_label`` (say on which samples it was measured)."""
     models = _order(list(summary["model"]), order)
     s = summary.set_index("model").loc[models].reset_index()
     fig, ax = _axes(ax, (6.0, 0.35 * len(models) + 1.5))
@@ -62,9 +71,9 @@ def plot_model_metric(
     ax.set_ylim(len(models) - 0.5, -0.5)
     lo, hi = np.nanmin(mean - sd), np.nanmax(mean + sd)
     if ceiling is not None:
-        ax.axvline(ceiling, color="k", ls=":", lw=1, label=f"Bayes-optimal {ceiling:.3f}")
+        ax.axvline(ceiling, color="k", ls=":", lw=1, label=f"{ceiling_label} = {ceiling:.3f}")
         hi = max(hi, ceiling)
-        ax.legend(loc="lower right", fontsize="small")
+        ax.legend(**OUTSIDE)
     pad = max(0.08 * (hi - lo), 0.002)
     ax.set_xlim(lo - pad, hi + pad)
     n = int(s["n_seeds"].min())
@@ -81,7 +90,8 @@ def plot_relative_vs_paper(
     title: str = "",
     ax: Axes | None = None,
 ) -> Figure:
-    """Relative improvement (percent) over the baseline, ours beside the paper's, per model.
+    """Relative improvement (percent) over the baseline, ours beside the paper's, per model;
+    the paper's bars grey and hatched, the legend beside the axes.
 
     ``table`` is ``tables.beside_paper`` output (columns ``<metric> rel. % (ours|paper)``)."""
     fig, ax = _axes(ax, (6.0, 0.35 * len(table) + 1.5))
@@ -89,13 +99,14 @@ def plot_relative_vs_paper(
     h = 0.4
     ax.barh(y - h / 2, table[f"{metric} rel. % (ours)"], h, label="ours", color="C0")
     if f"{metric} rel. % (paper)" in table:
-        ax.barh(y + h / 2, table[f"{metric} rel. % (paper)"], h, label="paper", color="C1")
+        paper = table[f"{metric} rel. % (paper)"]
+        ax.barh(y + h / 2, paper, h, label="paper (Kuaishou)", **PAPER_STYLE)
     ax.set_yticks(y, table["model"])
     ax.set_ylim(len(table) - 0.5, -0.5)  # first row on top (idempotent, unlike invert_yaxis)
     ax.axvline(0, color="k", lw=0.8)
     name = METRIC_NAMES.get(metric, metric)
     ax.set_xlabel(f"{name} relative improvement over {baseline or 'the baseline'} (%)")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(**OUTSIDE)
     ax.set_title(title)
     return fig
 
@@ -116,7 +127,8 @@ def plot_curves(
 
     ``xscale``: ``"log"``, ``"linear"`` or ``"category"`` (evenly spaced, e.g. cache refresh
     0, 10, 50, 200). Ticks sit at the values run. A model keeps its colour across figures:
-    colours follow its position in ``order``."""
+    colours follow its position in ``order``. The legend sits beside the axes (for several
+    panels, ``legend_below`` makes one legend for all)."""
     col = value or f"{metric}_mean"
     fig, ax = _axes(ax)
     models = _order(list(dict.fromkeys(summary["model"])), order)
@@ -138,7 +150,7 @@ def plot_curves(
     ax.set_xticks([pos[v] for v in values], [f"{v:,}" for v in values])
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel or METRIC_NAMES.get(metric, metric))
-    ax.legend(fontsize="small", ncol=2)
+    ax.legend(**OUTSIDE)
     ax.set_title(title)
     return fig
 
@@ -146,14 +158,34 @@ def plot_curves(
 def plot_inference_time(
     timing: pd.DataFrame, *, order: Sequence[str] = (), title: str = "", ax: Axes | None = None
 ) -> Figure:
-    """Forward time per 1,000 samples per model: median bar, every repeat as a dot."""
+    """Forward time per 1,000 samples per model: median bar, every repeat as a dot. Labels
+    are wrapped, not rotated, and the axis label is short, so the panel is no taller than
+    its neighbours."""
     models = _order(list(dict.fromkeys(timing["model"])), order)
     fig, ax = _axes(ax, (max(4.0, 1.2 * len(models) + 1), 4.0))
     for i, m in enumerate(models):
         t = timing.loc[timing["model"] == m, "ms_per_1k"].to_numpy(dtype=float)
         ax.bar(i, np.median(t), color=f"C{i % 10}", alpha=0.6)
         ax.plot(np.full(len(t), i), t, "k.", ms=4)
-    ax.set_xticks(np.arange(len(models)), models, rotation=20, ha="right")
-    ax.set_ylabel("inference ms per 1,000 samples (median, dots: repeats)")
+    ax.set_xticks(np.arange(len(models)), [textwrap.fill(m, 12) for m in models])
+    ax.set_ylabel("ms per 1,000 samples")
+    ax.set_xlabel("bar: median; dots: repeats", fontsize="small")
     ax.set_title(title)
     return fig
+
+
+def legend_below(fig: Figure, axes: Axes | Sequence[Axes], ncol: int = 0) -> Legend:
+    """One legend for the whole figure, centred below its panels, in place of the panels' own
+    (each entry once, in the order the panels show them). Call before ``tight_layout``, so
+    the space the panels' legends took is given back; the legend hangs below the figure and
+    the tight bounding box of ``savefig`` takes it in."""
+    entries: dict[str, Artist] = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    return fig.legend(
+        list(entries.values()), list(entries), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+        ncol=ncol or max(len(entries), 1), frameon=False,
+    )  # fmt: skip
