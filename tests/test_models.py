@@ -170,12 +170,28 @@ def test_stale_cache_differs_after_training_steps(ds, batch):
         assert not torch.allclose(model.gsu.scores(x)[0], live_scores(model.emb, model.esu, x))
 
 
-def test_values_are_projected_for_k_finalists_only(ds, batch):
-    model = twin(ds)
+def test_values_are_projected_for_k_finalists_only(ds, batch, monkeypatch):
+    model = twin(ds, impl="reference")
     seen = []
     model.esu.W_v.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
     model(batch)
     assert seen == [(len(batch.target), 20, model.emb.H + model.emb.C)]
+    # The fast path pools K before projecting it; what it reads is still the finalists only:
+    # per request, at most (its candidates) x k rows -- never the L behaviours.
+    model = twin(ds)
+    rows = []
+    value_input = type(model.esu)._value_input
+
+    def spy(att, k_h, k_c):
+        out = value_input(att, k_h, k_c)
+        if att is model.esu:
+            rows.append(out.shape[1])
+        return out
+
+    monkeypatch.setattr(type(model.esu), "_value_input", spy)
+    model(batch)
+    per_request = int(torch.bincount(batch.req).max())
+    assert len(rows) == 1 and 20 <= rows[0] <= 20 * per_request < L
 
 
 @pytest.mark.parametrize("module", ["eta", "sdim"])

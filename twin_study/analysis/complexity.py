@@ -263,7 +263,7 @@ def random_batch(model: CTRModel, L: int, B: int, R: int = 1, seed: int = 0) -> 
         req=torch.arange(B) * R // B,  # request of each candidate
         hist_item=torch.randint(1, n + 1, (R, L), generator=g),  # (R, L)
         hist_cross=torch.stack(cross, dim=-1),  # (R, L, J)
-        hist_len=torch.full((R,), L), hist_pos=torch.arange(L).repeat(R, 1),
+        hist_len=torch.full((R,), L), hist_end=torch.full((R,), L),
     )  # fmt: skip
     return batch.to(next(model.parameters()).device)
 

@@ -25,10 +25,16 @@ from .schema import Dataset
 TIME_GAP_BUCKETS = 16  # log2(hours + 1) buckets: 0 = within the hour ... 15 = over ~3.7 years
 
 
+# A gap of g seconds falls in bucket b when 3600 * (2^b - 1) <= g: exact integer edges, the
+# same buckets as floor(log2(hours + 1)) without a floating-point log per slot.
+_GAP_EDGES = 3600 * (2 ** np.arange(1, TIME_GAP_BUCKETS, dtype=np.int64) - 1)
+
+
 def time_gap_bucket(gap_seconds: np.ndarray) -> np.ndarray:
-    """Bucket of the time between a behaviour and its request, log2-scaled in hours."""
-    hours = np.maximum(gap_seconds, 0) / 3600.0
-    return np.minimum(np.log2(hours + 1.0).astype(np.int64), TIME_GAP_BUCKETS - 1)
+    """Bucket of the time between a behaviour and its request, log2-scaled in hours:
+    min(floor(log2(hours + 1)), 15); negative gaps count as 0."""
+    gap = np.asarray(gap_seconds)
+    return np.searchsorted(_GAP_EDGES, gap, side="right").astype(np.int64)
 
 
 def cross_schema(ds: Dataset) -> tuple[list[str], list[int]]:
@@ -48,7 +54,7 @@ class Batch:
     hist_item: torch.Tensor  # (R, W) item ids, most recent first, 0 = padding
     hist_cross: torch.Tensor  # (R, W, J) cross-feature codes (0 at padding)
     hist_len: torch.Tensor  # (R,) number of valid slots (<= W)
-    hist_pos: torch.Tensor  # (R, W) absolute log index of each slot, -1 = padding
+    hist_end: torch.Tensor  # (R,) log index one past the request's last behaviour
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -56,6 +62,13 @@ class Batch:
     @property
     def width(self) -> int:
         return self.hist_item.shape[1]
+
+    @property
+    def hist_pos(self) -> torch.Tensor:
+        """(R, W) absolute log index of each slot, -1 = padding (built on demand: only the
+        analyses need it)."""
+        slot = torch.arange(self.width, device=self.hist_end.device)
+        return torch.where(self.mask(), self.hist_end[:, None] - 1 - slot, -1)
 
     def mask(self, length: int | None = None) -> torch.Tensor:
         """(R, length) True where a slot holds a real behaviour."""
@@ -91,27 +104,30 @@ class SampleBuilder:
         rows = sample_idx[first]  # one representative sample per request
         end = s.hist_end[rows]
         n_valid = np.minimum(end - self._start[rows], self.width)  # (R,)
-        slot = np.arange(self.width)
-        pos = end[:, None] - 1 - slot[None, :]  # (R, W) most recent first
-        valid = slot[None, :] < n_valid[:, None]
-        pos = np.where(valid, pos, -1)
-        safe = np.maximum(pos, 0)
-        item = np.where(valid, log.item[safe], 0)
-        cross = log.cross[safe].astype(np.int64)  # (R, W, J0)
-        if self.time_gap:
-            gap = time_gap_bucket(s.time[rows][:, None] - log.time[safe])
-            cross = np.concatenate([cross, gap[..., None]], axis=-1)
-        cross[~valid] = 0
+        R, W = len(rows), self.width
+        J0 = log.cross.shape[1]
+        item = np.zeros((R, W), dtype=np.int64)
+        cross = np.zeros((R, W, J0 + self.time_gap), dtype=np.int64)
+        # Each row is a reversed contiguous slice of the user's log (most recent first): copy
+        # slices rather than fancy-index R x W positions (several times faster at L = 10^4).
+        for r, (e, n) in enumerate(zip(end.tolist(), n_valid.tolist(), strict=True)):
+            if n == 0:
+                continue
+            lo = e - n
+            item[r, :n] = log.item[lo:e][::-1]
+            cross[r, :n, :J0] = log.cross[lo:e][::-1]
+            if self.time_gap:
+                cross[r, :n, J0] = time_gap_bucket(s.time[rows[r]] - log.time[lo:e][::-1])
         return Batch(
             sample_idx=torch.from_numpy(sample_idx),
             user=torch.from_numpy(s.user[sample_idx].astype(np.int64)),
             target=torch.from_numpy(s.item[sample_idx].astype(np.int64)),
             label=torch.from_numpy(s.label[sample_idx].astype(np.float32)),
             req=torch.from_numpy(req.astype(np.int64).reshape(-1)),
-            hist_item=torch.from_numpy(item.astype(np.int64)),
+            hist_item=torch.from_numpy(item),
             hist_cross=torch.from_numpy(cross),
             hist_len=torch.from_numpy(n_valid.astype(np.int64)),
-            hist_pos=torch.from_numpy(pos.astype(np.int64)),
+            hist_end=torch.from_numpy(end.astype(np.int64)),
         )
 
     def batches(

@@ -54,6 +54,12 @@ class ModelConfig:
     merge: str = "round_robin"  # CP-GSU: walk the heads' ranked lists in turn (paper §4.3)
     cache_refresh: int = 0  # rebuild the K_h W^h item cache every N training steps; 0 = always
     gsu_chunk: int = 2048  # behaviours scored per chunk (bounds memory at L = 10^4..10^5)
+    # How the same maths is computed. "fast": GSUs select one request at a time, scoring only
+    # its valid behaviours, with a filtered top-k (models/topk.py), and attention projects the
+    # query and the attention-pooled K instead of every finalist (attention.py). "reference":
+    # the literal order -- the whole (B, heads, L) score table, torch.topk, per-finalist
+    # projections. Same selections and outputs up to float rounding (tests check it).
+    impl: str = "fast"
     eta_bits: int = 32  # ETA: SimHash bits m
     sdim_bits: int = 48  # SDIM: hash bits m (paper's production: 48)
     sdim_tau: int = 3  # SDIM: bits per signature tau (paper's production: 3)
@@ -81,6 +87,10 @@ class ModelConfig:
         need(self.merge in ("round_robin",), f"unknown merge {self.merge!r}")
         need(self.cache_refresh >= 0, "cache_refresh must be >= 0")
         need(self.gsu_chunk >= 1, "gsu_chunk must be >= 1")
+        need(
+            self.impl in ("fast", "reference"),
+            f"unknown impl {self.impl!r}; choose 'fast' or 'reference'",
+        )
         need(self.sdim_bits % self.sdim_tau == 0, "sdim_bits must be a multiple of sdim_tau")
         need(self.n_clusters >= 2, "n_clusters must be >= 2")
         return self

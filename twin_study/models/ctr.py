@@ -45,6 +45,8 @@ class AvgPooling(nn.Module):
         self.proj = nn.Linear(H, d_out)
 
     def forward(self, emb: FeatureEmbedder, x: GsuInput) -> torch.Tensor:
+        if x.fast:
+            return self.proj(emb.inherent_mean(x.hist_item, x.n_valid()))[x.req]
         total = None
         for lo in range(0, x.length, x.chunk):
             k_h = emb.inherent(x.hist_item[:, lo : lo + x.chunk])  # (R, c, H)
@@ -155,12 +157,16 @@ class CTRModel(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def fast(self) -> bool:
+        return self.cfg.impl == "fast"
+
     def gsu_input(self, batch: Batch) -> GsuInput:
         L = min(self.cfg.long_len, batch.width)
         return GsuInput(
             target=batch.target, req=batch.req,
             hist_item=batch.hist_item[:, :L], hist_cross=batch.hist_cross[:, :L],
-            valid=batch.mask(L), chunk=self.cfg.gsu_chunk,
+            valid=batch.mask(L), chunk=self.cfg.gsu_chunk, fast=self.fast,
         )  # fmt: skip
 
     def _attend(
@@ -171,12 +177,55 @@ class CTRModel(nn.Module):
         idx: torch.Tensor,
         valid: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention of ``att`` over slots ``idx`` (B, n) of each sample's history."""
+        """Attention of ``att`` over slots ``idx`` (B, n) of each sample's history ->
+        output (B, d_out) and weights (B, n, heads)."""
         r = batch.req[:, None]
+        if self.fast:
+            grouped = self._attend_grouped(att, qh, batch, idx, valid)
+            if grouped is not None:
+                return grouped
         items = batch.hist_item[r, idx]  # (B, n)
         k_h = self.emb.inherent(items)  # (B, n, H), with gradients
         k_c = self.emb.cross(batch.hist_cross[r, idx])  # (B, n, J, cd)
-        return att(qh, k_h, k_c, valid)
+        return att(qh, k_h, k_c, valid, fast=self.fast)
+
+    def _attend_grouped(
+        self,
+        att: TwinAttention,
+        qh: torch.Tensor,
+        batch: Batch,
+        idx: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``_attend`` reading each request's behaviours once: the candidates of a request
+        share its history, so their finalists overlap (and the short-term window is the same
+        for all of them). Embeds the union of each request's slots, (R, S, ...), and lets
+        every sample attend to its own members of it (``TwinAttention.forward_grouped``).
+        None when that would cost more than the per-sample path: the union product scores
+        every candidate against all S behaviours of its request, so it pays only while
+        R * S * (candidates per request) stays below ~2 * B * n."""
+        B, n = idx.shape
+        R, W = batch.hist_item.shape
+        key = (batch.req[:, None] * W + idx).flatten()  # (B * n,) one id per (request, slot)
+        uniq, inv = torch.unique(key, return_inverse=True)  # sorted: grouped by request
+        u_req, u_slot = uniq // W, uniq % W
+        counts = torch.bincount(u_req, minlength=R)
+        S = int(counts.max())
+        cmax = int(torch.bincount(batch.req, minlength=R).max())
+        if R * S * cmax > 2 * B * n:
+            return None
+        pos = torch.arange(len(uniq), device=idx.device) - (torch.cumsum(counts, 0) - counts)[u_req]
+        items = torch.zeros(R, S, dtype=torch.long, device=idx.device)
+        items[u_req, pos] = batch.hist_item[u_req, u_slot]
+        codes = torch.zeros(R, S, batch.hist_cross.shape[-1], dtype=torch.long, device=idx.device)
+        codes[u_req, pos] = batch.hist_cross[u_req, u_slot]
+        where = pos[inv].view(B, n)  # (B, n) position of each finalist in its request's set
+        member = torch.zeros(B, S, dtype=torch.bool, device=idx.device)
+        member.scatter_(1, where, valid)  # a slot selected twice is valid both times or never
+        k_h = self.emb.inherent(items)  # (R, S, H), with gradients
+        k_c = self.emb.cross(codes)  # (R, S, J, cd)
+        out, w = att.forward_grouped(qh, batch.req, k_h, k_c, member)
+        return out, w.gather(1, where[..., None].expand(B, n, w.shape[-1]))  # (B, n, heads)
 
     def cache_step(self) -> None:
         """Advance the item-cache clock by one training step (rebuilds when due)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..data.schema import ItemTable
@@ -65,6 +66,20 @@ class FeatureEmbedder(nn.Module):
         """K_h of items: (...,) ids -> (..., H)."""
         parts = [self.item_emb["item"](item)]
         parts += [self.item_emb[n](self.item_codes(n, item)) for n in self.item_feature_names]
+        return torch.cat(parts, dim=-1)
+
+    def inherent_mean(self, items: torch.Tensor, n_valid: torch.Tensor) -> torch.Tensor:
+        """Mean K_h of each row's valid prefix: items (R, L), n_valid (R,) -> (R, H).
+
+        One ``embedding_bag`` per feature table over the valid behaviours only: no (R, L, H)
+        tensor is built, forward or backward. An empty row gives zeros."""
+        flat = items[torch.arange(items.shape[1], device=items.device) < n_valid[:, None]]
+        offsets = torch.cumsum(n_valid, 0) - n_valid
+        parts = [F.embedding_bag(flat, self.item_emb["item"].weight, offsets, mode="mean")]
+        parts += [
+            F.embedding_bag(self.item_codes(n, flat), self.item_emb[n].weight, offsets, mode="mean")
+            for n in self.item_feature_names
+        ]
         return torch.cat(parts, dim=-1)
 
     def cross(self, codes: torch.Tensor) -> torch.Tensor:

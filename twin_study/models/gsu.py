@@ -7,15 +7,17 @@ Ties are broken towards the more recent behaviour (a smaller slot), deterministi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import TwinAttention
 from .embedding import FeatureEmbedder
-from .topk import merged_topk, score_by_table, score_chunks
+from .topk import merged_topk, score_by_table, score_chunks, select_per_request
 
 
 @dataclass
@@ -26,8 +28,9 @@ class GsuInput:
     req: torch.Tensor  # (B,) request row of each sample
     hist_item: torch.Tensor  # (R, L) item ids, most recent first
     hist_cross: torch.Tensor  # (R, L, J) cross-feature codes
-    valid: torch.Tensor  # (R, L) real behaviours
+    valid: torch.Tensor  # (R, L) real behaviours: a prefix of each row (most recent first)
     chunk: int = 2048
+    fast: bool = True  # select with the per-request fast path (False: the reference path)
 
     @property
     def n_req(self) -> int:
@@ -36,6 +39,10 @@ class GsuInput:
     @property
     def length(self) -> int:
         return self.hist_item.shape[1]
+
+    def n_valid(self) -> torch.Tensor:
+        """(R,) valid slots per request (the valid part of a row is a prefix)."""
+        return self.valid.sum(dim=1)
 
     def sample_valid(self) -> torch.Tensor:
         return self.valid[self.req]  # (B, L)
@@ -47,15 +54,53 @@ class GsuInput:
 
 
 class GSU(nn.Module):
-    """Base class: ``scores`` gives (B, heads, L) and a (B, L) retrievable mask."""
+    """Base class: ``scores`` gives (B, heads, L) and a (B, L) retrievable mask (the reference
+    path, also what the analyses read); ``fast_select`` picks the same k behaviours one request
+    at a time without writing that table (see ``topk.select_per_request``)."""
 
     def scores(self, x: GsuInput) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     @torch.no_grad()
     def select(self, x: GsuInput, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, k') slot indices and their validity, k' = min(k, L)."""
+        if x.fast:
+            return self.fast_select(x, k)
         s, valid = self.scores(x)
         return merged_topk(s, valid, k)
+
+    def fast_select(self, x: GsuInput, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, valid = self.scores(x)  # no fast path: the reference
+        return merged_topk(s, valid, k)
+
+
+def table_rows(
+    table: torch.Tensor,
+    x: GsuInput,
+    query: torch.Tensor,
+    bias: Callable[[int, int], torch.Tensor] | None = None,
+    tiebreak: float = 0.0,
+) -> Callable[[int, int, torch.Tensor], torch.Tensor]:
+    """Fast-path scores of request r: keys read from a per-item table, as ``score_by_table``.
+
+    table (n_items + 1, heads, d); query (B, heads, d); bias(r, n) -> (n, heads) added per
+    behaviour; ``tiebreak`` times the recency term added last (as the reference adds it).
+    Returns score_rows(r, n, samples) -> (heads, len(samples), n).
+    """
+    heads, d = table.shape[1:]
+    flat = table.reshape(table.shape[0], heads * d)
+    recency = x.recency()[0] * tiebreak if tiebreak else None  # (L,)
+
+    def rows(r: int, n: int, samples: torch.Tensor) -> torch.Tensor:
+        keys = F.embedding(x.hist_item[r, :n], flat).view(n, heads, d)  # (n, heads, d)
+        s = torch.bmm(query[samples].transpose(0, 1), keys.permute(1, 2, 0))  # (heads, cnt, n)
+        if bias is not None:
+            s += bias(r, n).t()[:, None, :]  # the same cross bias for every candidate
+        if recency is not None:
+            s += recency[:n]
+        return s
+
+    return rows
 
 
 class RecentGSU(GSU):
@@ -63,6 +108,11 @@ class RecentGSU(GSU):
 
     def scores(self, x: GsuInput):
         return x.recency().expand(len(x.target), -1)[:, None, :], x.sample_valid()
+
+    def fast_select(self, x: GsuInput, k: int):
+        k = min(k, x.length)
+        idx = torch.arange(k, device=x.req.device).expand(len(x.req), k)
+        return idx, idx < x.n_valid()[x.req][:, None]
 
 
 class CodeMatchGSU(GSU):
@@ -78,6 +128,16 @@ class CodeMatchGSU(GSU):
         match = hist == self.codes[x.target][:, None]
         return x.recency().expand_as(hist)[:, None, :], x.sample_valid() & match
 
+    def fast_select(self, x: GsuInput, k: int):
+        target = self.codes[x.target]  # (B,)
+        recency = x.recency()[0]  # (L,)
+
+        def rows(r: int, n: int, samples: torch.Tensor) -> torch.Tensor:
+            match = self.codes[x.hist_item[r, :n]][None, :] == target[samples][:, None]
+            return (match + recency[:n])[None]  # (1, cnt, n): a match scores > 0, others <= 0
+
+        return select_per_request(rows, x.n_valid(), x.req, x.length, k, min_score=0.0)
+
 
 class SoftGSU(GSU):
     """SIM Soft: inner product of frozen pre-trained item embeddings."""
@@ -91,6 +151,10 @@ class SoftGSU(GSU):
         q = self.table[x.target]  # (B, 1, D)
         s = score_by_table(self.table, x.hist_item, q, x.req, x.chunk)
         return s + x.recency()[:, None, :] * 1e-6, x.sample_valid()
+
+    def fast_select(self, x: GsuInput, k: int):
+        rows = table_rows(self.table, x, self.table[x.target], tiebreak=1e-6)
+        return select_per_request(rows, x.n_valid(), x.req, x.length, k)
 
 
 class EtaGSU(GSU):
@@ -117,6 +181,11 @@ class EtaGSU(GSU):
         table = self.signatures()[:, None, :]
         s = score_by_table(table, x.hist_item, table[x.target], x.req, x.chunk)
         return s + x.recency()[:, None, :], x.sample_valid()
+
+    def fast_select(self, x: GsuInput, k: int):
+        table = self.signatures()[:, None, :]
+        rows = table_rows(table, x, table[x.target], tiebreak=1.0)
+        return select_per_request(rows, x.n_valid(), x.req, x.length, k)
 
 
 class SdimGSU(GSU):
@@ -151,6 +220,21 @@ class SdimGSU(GSU):
     def scores(self, x: GsuInput):
         n = self.collisions(x, self.buckets())
         return (n + x.recency())[:, None, :], x.sample_valid() & (n > 0)
+
+    def one_hot_signatures(self) -> torch.Tensor:
+        """(n_items + 1, 1, groups * 2^tau): one 1 per group, at the item's bucket. The dot
+        product of two items' rows counts their colliding signatures."""
+        b = self.buckets()  # (n, G)
+        n_b = 2**self.tau
+        hot = torch.zeros(b.shape[0], self.groups * n_b, device=b.device)
+        hot.scatter_(1, b + n_b * torch.arange(self.groups, device=b.device), 1.0)
+        return hot[:, None, :]
+
+    def fast_select(self, x: GsuInput, k: int):
+        table = self.one_hot_signatures()
+        rows = table_rows(table, x, table[x.target], tiebreak=1.0)
+        # A behaviour with no colliding signature scores <= 0: not retrievable.
+        return select_per_request(rows, x.n_valid(), x.req, x.length, k, min_score=0.0)
 
 
 class ItemKeyCache(nn.Module):
@@ -211,6 +295,19 @@ class CpGSU(GSU):
         s = score_by_table(self.cache.keys, x.hist_item, qh, x.req, x.chunk, bias)
         return s, x.sample_valid()
 
+    def fast_select(self, x: GsuInput, k: int):
+        emb, att = self._src
+        if self.cache.age < 0:
+            self.cache.rebuild(emb, att)
+        qh = att.query(emb.inherent(x.target))  # (B, heads, d_k)
+        tables = att.cross_bias_tables(emb)  # J x (vocab_j, heads)
+
+        def bias(r: int, n: int) -> torch.Tensor:
+            return att.lookup_bias(tables, x.hist_cross[r, :n])  # (n, heads)
+
+        rows = table_rows(self.cache.keys, x, qh, bias if tables else None)
+        return select_per_request(rows, x.n_valid(), x.req, x.length, k, heads=att.heads)
+
 
 def live_scores(emb: FeatureEmbedder, att: TwinAttention, x: GsuInput) -> torch.Tensor:
     """The ESU's alpha over ALL L behaviours with live parameters, projected chunk by chunk:
@@ -237,3 +334,21 @@ class LiveGSU(GSU):
 
     def scores(self, x: GsuInput):
         return live_scores(*self._src, x), x.sample_valid()
+
+    def fast_select(self, x: GsuInput, k: int):
+        emb, att = self._src
+        qh = att.query(emb.inherent(x.target))  # (B, heads, d_k)
+        tables = att.cross_bias_tables(emb)
+
+        def rows(r: int, n: int, samples: torch.Tensor) -> torch.Tensor:
+            # Every behaviour projected with live parameters: the cost the item cache avoids.
+            items, codes = x.hist_item[r, :n], x.hist_cross[r, :n]
+            k_h = emb.inherent(items)
+            raw = att.mode == "raw"
+            keys = att.raw_keys(k_h, emb.cross(codes)) if raw else att.inherent_keys(k_h)
+            s = torch.bmm(qh[samples].transpose(0, 1), keys.permute(1, 2, 0))  # (heads, cnt, n)
+            if tables:
+                s += att.lookup_bias(tables, codes).t()[:, None, :]
+            return s
+
+        return select_per_request(rows, x.n_valid(), x.req, x.length, k, heads=att.heads)

@@ -1,0 +1,237 @@
+"""The fast path (``ModelConfig.impl = "fast"``) against the plain reference path.
+
+The fast path changes how the maths is computed, never what: the same behaviours selected by
+every GSU, the same ESU outputs, loss and gradients (up to float rounding), the same batches.
+Each test builds both paths from the same parameters and compares them on fixed batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from twin_study.data import SampleBuilder, SyntheticConfig, generate
+from twin_study.data.batching import time_gap_bucket
+from twin_study.models import ModelConfig, build_model, merged_topk
+from twin_study.models.topk import fast_topk, select_per_request
+
+L = 1500  # long enough for the blocked top-k (>= FILTER_MIN_LEN), short enough for CI
+K = 40
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return generate(SyntheticConfig(n_users=24, n_items=3000, n_authors=300, history_len=1800,
+                                    history_min=20, requests_per_user=4, seed=5))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def batch(ds):
+    """Histories from 20 to ~3,000 behaviours: some requests hold fewer than K valid slots.
+    Each row's items are made distinct: an item seen twice with the same cross codes scores
+    exactly the same, and the order of exact ties is not defined (torch.topk's is not)."""
+    b = SampleBuilder(ds, L).build(ds.split_indices("train")[:120])
+    g = torch.Generator().manual_seed(0)
+    for r, n in enumerate(b.hist_len.tolist()):
+        b.hist_item[r, :n] = torch.randperm(ds.items.n_items, generator=g)[:n] + 1
+    return b
+
+
+def pair(ds, module: str, **kw):
+    """The same model twice: fast and reference path, identical parameters."""
+    cfg = dict(long_module=module, long_len=L, k=K, n_clusters=20, **kw)
+    extras = {}
+    if module in ("sim_soft", "sim_cluster"):
+        extras["item_vectors"] = np.random.default_rng(0).normal(size=(ds.items.n_items + 1, 16))
+    if module == "twin_no_paracon":
+        torch.manual_seed(1)
+        extras["gsu_source"] = build_model(ModelConfig(long_module="twin", long_len=L, k=K), ds)
+    torch.manual_seed(0)
+    fast = build_model(ModelConfig(impl="fast", **cfg), ds, **extras)
+    torch.manual_seed(0)
+    ref = build_model(ModelConfig(impl="reference", **cfg), ds, **extras)
+    ref.load_state_dict(fast.state_dict())
+    return fast, ref
+
+
+def same_selection(scores: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Do slot sets ``a`` and ``b`` hold the same behaviours up to exact ties? Two slots with
+    equal scores in every head (the same item seen twice with the same cross codes) are
+    interchangeable: compare the sorted score vectors, not the slot ids."""
+    if len(a) != len(b):
+        return False
+    sa = sorted(map(tuple, scores[:, a].T.tolist()))
+    sb = sorted(map(tuple, scores[:, b].T.tolist()))
+    return bool(np.allclose(np.array(sa), np.array(sb), rtol=0, atol=1e-5)) if sa else True
+
+
+# ------------------------------------------------------------------------------------ top-k
+
+
+@pytest.mark.parametrize("n,k", [(1024, 100), (10_000, 100), (3001, 17), (5000, 1), (2000, 500)])
+def test_fast_topk_equals_torch_topk(n, k):
+    g = torch.Generator().manual_seed(n + k)
+    scores = torch.randn(12, n, generator=g)
+    scores[3] = torch.linspace(0, 1, n)  # sorted row: the best block is the last one
+    scores[4] = -torch.linspace(0, 1, n)  # reversed
+    scores[5, : n // 2] = -5.0  # half the row far below the rest
+    vals, idx = fast_topk(scores, k)
+    ref_vals, ref_idx = scores.topk(k, dim=1)
+    torch.testing.assert_close(vals, ref_vals, rtol=0, atol=0)
+    assert torch.equal(scores.gather(1, idx), vals)  # indices point at those values
+    for row in range(12):
+        assert set(idx[row].tolist()) == set(ref_idx[row].tolist())
+
+
+def test_fast_topk_with_ties_returns_k_distinct_slots_of_the_best_value():
+    scores = torch.zeros(3, 4000)
+    scores[:, ::7] = 1.0  # 572 tied best scores per row
+    vals, idx = fast_topk(scores, 50)
+    assert (vals == 1.0).all()
+    assert all(len(set(r.tolist())) == 50 for r in idx)
+    assert (idx % 7 == 0).all()
+
+
+def test_select_per_request_handles_empty_and_short_histories():
+    n_valid = torch.tensor([0, 3, 2000])
+    req = torch.tensor([0, 1, 1, 2, 2])
+    scores = torch.randn(3, 2, 2000)  # (R, heads, L)
+
+    def rows(r, n, samples):
+        return scores[r, :, :n][:, None, :].expand(2, len(samples), n)
+
+    idx, ok = select_per_request(rows, n_valid, req, 2000, 10, heads=2)
+    assert idx.shape == (5, 10)
+    assert not ok[0].any()  # empty history: padding only
+    assert ok[1].sum() == 3 and set(idx[1][ok[1]].tolist()) == {0, 1, 2}
+    assert ok[3].all() and len(set(idx[3].tolist())) == 10
+    valid = torch.arange(2000)[None] < n_valid[:, None]
+    ref, ref_ok = merged_topk(scores[req], valid[req], 10)
+    assert torch.equal(ok, ref_ok)
+    assert set(idx[4].tolist()) == set(ref[4].tolist())
+
+
+# ------------------------------------------------------------------------------ the GSUs
+
+
+GSU_MODULES = ["twin", "twin_raw", "twin_no_bias", "twin_no_paracon", "din", "sim_hard",
+               "sim_cluster", "sim_soft", "eta", "sdim"]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", GSU_MODULES)
+def test_every_gsu_selects_the_same_behaviours_on_both_paths(ds, batch, module):
+    fast, ref = pair(ds, module)
+    x_fast, x_ref = fast.gsu_input(batch), ref.gsu_input(batch)
+    idx, ok = fast.gsu.select(x_fast, K)
+    ref_idx, ref_ok = ref.gsu.select(x_ref, K)
+    assert idx.shape == ref_idx.shape == (len(batch.target), K)
+    assert torch.equal(ok.sum(1), ref_ok.sum(1)), "different numbers of retrievable behaviours"
+    scores, _ = ref.gsu.scores(x_ref)
+    same = [same_selection(scores[b], idx[b][ok[b]], ref_idx[b][ref_ok[b]])
+            for b in range(len(idx))]  # fmt: skip
+    # Float rounding differs between the paths' products, so a near-tie at the cut may swap
+    # two behaviours in a rare row; a wrong selection would differ in most rows.
+    assert sum(same) >= 0.97 * len(same), f"{len(same) - sum(same)} of {len(same)} rows differ"
+    if module != "din":  # DIN's pick is fixed; the others must sometimes differ from it
+        assert not torch.equal(idx, torch.arange(K).expand_as(idx))
+
+
+def test_sim_cluster_codes_are_used_by_the_fast_path(ds, batch):
+    fast, _ = pair(ds, "sim_cluster")
+    x = fast.gsu_input(batch)
+    idx, ok = fast.gsu.select(x, K)
+    codes = fast.gsu.codes
+    r = batch.req[:, None]
+    picked = codes[batch.hist_item[r, idx]]
+    assert (picked[ok] == codes[batch.target][:, None].expand_as(picked)[ok]).all()
+    assert ok.any()
+
+
+# ------------------------------------------------------------------- outputs and gradients
+
+
+@pytest.mark.parametrize("module", ["twin", "twin_raw", "twin_no_bias", "sim_hard", "sdim",
+                                    "avg_pool", "sdim_linear"])  # fmt: skip
+def test_loss_and_gradients_match_the_reference(ds, batch, module):
+    fast, ref = pair(ds, module)
+    losses = []
+    for m in (fast, ref):
+        m.train()
+        m.cache_step()
+        loss = F.binary_cross_entropy_with_logits(m(batch), batch.label)
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True):
+        if p.grad is None and q.grad is None:
+            continue
+        assert p.grad is not None and q.grad is not None, name
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_grouped_attention_equals_per_sample_attention(ds, batch):
+    """The request-grouped ESU (one product per request) equals the per-sample ESU."""
+    fast, _ = pair(ds, "twin")
+    att = fast.esu
+    q = att.query(fast.emb.inherent(batch.target))
+    x = fast.gsu_input(batch)
+    idx, ok = fast.gsu.select(x, K)
+    out_g, w_g = fast._attend(att, q, batch, idx, ok)  # grouped when it pays (it does here)
+    r = batch.req[:, None]
+    k_h = fast.emb.inherent(batch.hist_item[r, idx])
+    k_c = fast.emb.cross(batch.hist_cross[r, idx])
+    out_s, w_s = att(q, k_h, k_c, ok, fast=True)
+    out_ref, w_ref = att(q, k_h, k_c, ok, fast=False)
+    torch.testing.assert_close(out_g, out_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out_s, out_ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(w_g * ok[..., None], w_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_empty_history_is_finite_on_the_fast_path(ds):
+    b = SampleBuilder(ds, L).build(ds.split_indices("train")[:10])
+    b.hist_len[:] = 0
+    b.hist_item[:] = 0
+    for module in ("twin", "sim_hard", "eta", "sdim", "avg_pool", "din"):
+        fast, ref = pair(ds, module)
+        out, out_ref = fast(b), ref(b)
+        assert torch.isfinite(out).all(), module
+        torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------- batches
+
+
+def test_time_gap_bucket_is_floor_log2_hours_plus_one():
+    gap = np.concatenate(
+        [
+            np.random.default_rng(0).integers(-(10**5), 10**9, 100_000),
+            3600 * (2 ** np.arange(17) - 1),
+            3600 * (2 ** np.arange(17) - 1) - 1,
+        ]
+    )
+    hours = np.maximum(gap, 0) / 3600.0
+    expect = np.minimum(np.floor(np.log2(hours + 1.0)).astype(np.int64), 15)
+    assert np.array_equal(time_gap_bucket(gap), expect)
+
+
+def test_batch_builder_equals_a_plain_fancy_index_gather(ds):
+    s, log = ds.samples, ds.log
+    builder = SampleBuilder(ds, 700, 50)
+    idx = ds.split_indices("valid")[:60]
+    b = builder.build(idx)
+    rows = idx[np.unique(s.request[idx], return_index=True)[1]]
+    end = s.hist_end[rows]
+    n = np.minimum(end - log.user_ptr[s.user[rows]], 700)
+    slot = np.arange(700)
+    valid = slot[None] < n[:, None]
+    pos = np.where(valid, end[:, None] - 1 - slot, -1)
+    safe = np.maximum(pos, 0)
+    assert np.array_equal(b.hist_item.numpy(), np.where(valid, log.item[safe], 0))
+    assert np.array_equal(b.hist_pos.numpy(), pos)
+    cross = np.concatenate(
+        [log.cross[safe], time_gap_bucket(s.time[rows][:, None] - log.time[safe])[..., None]], -1
+    )
+    cross[~valid] = 0
+    assert np.array_equal(b.hist_cross.numpy(), cross)
