@@ -180,15 +180,15 @@ def test_values_are_projected_for_k_finalists_only(ds, batch, monkeypatch):
     # per request, at most (its candidates) x k rows -- never the L behaviours.
     model = twin(ds)
     rows = []
-    value_input = type(model.esu)._value_input
+    for name in ("attend", "forward_grouped"):
+        method = getattr(type(model.esu), name)
 
-    def spy(att, k_h, k_c):
-        out = value_input(att, k_h, k_c)
-        if att is model.esu:
-            rows.append(out.shape[1])
-        return out
+        def spy(att, *args, _method=method):
+            if att is model.esu:
+                rows.append(args[-3].shape[1])  # K: (samples or requests, rows, H + C)
+            return _method(att, *args)
 
-    monkeypatch.setattr(type(model.esu), "_value_input", spy)
+        monkeypatch.setattr(type(model.esu), name, spy)
     model(batch)
     per_request = int(torch.bincount(batch.req).max())
     assert len(rows) == 1 and 20 <= rows[0] <= 20 * per_request < L

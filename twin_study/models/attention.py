@@ -167,66 +167,75 @@ class TwinAttention(nn.Module):
         the reference the tests compare against.
         """
         if fast:
-            alpha = torch.einsum("bnh,bah->bna", self._key_input(k_h, k_c), self._query_input(qh))
-            alpha = alpha + self.cross_bias(k_c)
-        else:
-            alpha = self.scores(qh, k_h, k_c)
-        w = self._softmax(alpha, valid[..., None], dim=1)  # (B, n, heads)
-        k = self._value_input(k_h, k_c)  # (B, n, H + C): the unsplit K
-        if fast:
-            return self._output(torch.einsum("bna,bnc->bac", w, k)), w
+            return self.attend(qh, torch.cat([k_h, k_c.flatten(-2)], dim=-1), k_c, valid)
+        alpha = self.scores(qh, k_h, k_c)
+        alpha = alpha.masked_fill(~valid[..., None], NEG_INF)
+        has_any = valid.any(dim=1)  # (B,)
+        # Softmax over an all-masked row would be NaN; give such rows zero weights instead.
+        alpha = torch.where(has_any[:, None, None], alpha, torch.zeros_like(alpha))
+        w = torch.softmax(alpha, dim=1) * has_any[:, None, None]  # (B, n, heads)
+        k_c = k_c[..., : self.J, :] if self.J else k_c[..., :0, :]
+        k = torch.cat([k_h, k_c.flatten(-2)], dim=-1)  # (B, n, H + C): the unsplit K
         values = self.W_v(k).view(*k.shape[:-1], self.heads, self.d_v)  # (B, n, heads, d_v)
         out = torch.einsum("bna,bnad->bad", w, values).flatten(1)  # (B, heads * d_v)
         return self.W_o(out), w
+
+    def attend(
+        self, qh: torch.Tensor, K: torch.Tensor, k_c: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fast ESU (``forward(..., fast=True)``) on features built in one piece.
+
+        K (B, n, H + C) = [K_h, K_c] as ``FeatureEmbedder.behaviours`` returns it, k_c
+        (B, n, J, cd) its cross part (for the bias). Keys read K's first columns, values all
+        the columns this mode uses; the backward is hand-written (``_PooledAttention``)."""
+        bias = self.cross_bias(k_c)  # (B, n, heads); zeros without cross features
+        pooled, w = _PooledAttention.apply(
+            K[..., : self.W_v.in_features], self._query_input(qh), bias, valid
+        )
+        return self._output(pooled), w
 
     def forward_grouped(
         self,
         qh: torch.Tensor,
         req: torch.Tensor,
-        k_h: torch.Tensor,
+        K: torch.Tensor,
         k_c: torch.Tensor,
         member: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The fast ESU when the samples of a request attend over one shared set of behaviours.
 
-        qh (B, heads, d_k); req (B,) request of each sample; k_h (R, S, H) and k_c (R, S, J, cd)
-        the S behaviours of each request (the union of its samples' finalists, or the short-term
-        window); member (B, S) which of them each sample attends to. Each request's features
-        are read once for all its candidates, in one matrix product per request, instead of
-        once per sample. Equal to ``forward`` on each sample's own members. Returns the output
-        (B, d_out) and weights (B, S, heads) over the request's S behaviours.
+        qh (B, heads, d_k); req (B,) request of each sample; K (R, S, H + C) and k_c
+        (R, S, J, cd) the S behaviours of each request (the union of its samples' finalists,
+        or the short-term window); member (B, S) which of them each sample attends to. Each
+        request's features are read once for all its candidates, in one matrix product per
+        request, instead of once per sample. Equal to ``forward`` on each sample's own members.
+        Returns the output (B, d_out) and weights (B, S, heads) over the request's behaviours.
         """
-        R, S = k_h.shape[:2]
+        R, S = K.shape[:2]
         slot, cmax = request_slots(req, R)
-        q_in = torch.zeros(R, cmax, self.heads, self._key_width(), device=qh.device)
+        width = self._key_width()
+        q_in = torch.zeros(R, cmax, self.heads, width, device=qh.device)
         q_in[req, slot] = self._query_input(qh)  # (R, cmax, heads, width); unused rows 0
-        key = self._key_input(k_h, k_c)  # (R, S, width)
-        alpha = torch.bmm(key, q_in.flatten(1, 2).transpose(1, 2))  # (R, S, cmax * heads)
+        q_in = q_in.flatten(1, 2).transpose(1, 2)  # (R, width, cmax * heads)
+        alpha = torch.bmm(K[..., :width], q_in)  # (R, S, cmax * heads)
         alpha = alpha.view(R, S, cmax, self.heads) + self.cross_bias(k_c)[:, :, None, :]
         mask = torch.zeros(R, S, cmax, dtype=torch.bool, device=qh.device)
         mask[req, :, slot] = member
         w = self._softmax(alpha, mask[..., None], dim=1)  # (R, S, cmax, heads)
-        k = self._value_input(k_h, k_c)  # (R, S, H + C)
-        pooled = torch.bmm(w.flatten(2).transpose(1, 2), k)  # (R, cmax * heads, H + C)
+        v = K[..., : self.W_v.in_features]  # (R, S, H + C)
+        pooled = torch.bmm(w.flatten(2).transpose(1, 2), v)  # (R, cmax * heads, H + C)
         pooled = pooled.view(R, cmax, self.heads, -1)[req, slot]  # (B, heads, H + C)
         return self._output(pooled), w[req, :, slot]
 
     # ---------------------------------------------------------------- fast-path pieces
     def _key_width(self) -> int:
+        """Columns of K the key projection reads: K_h, or all of [K_h, K_c] for raw MHTA."""
         return (self.W_k if self.mode == "raw" else self.W_h).in_features
-
-    def _key_input(self, k_h: torch.Tensor, k_c: torch.Tensor) -> torch.Tensor:
-        """What the key projection reads: K_h, or [K_h, K_c] for raw MHTA."""
-        return torch.cat([k_h, k_c.flatten(-2)], dim=-1) if self.mode == "raw" else k_h
 
     def _query_input(self, qh: torch.Tensor) -> torch.Tensor:
         """W_a^h q_a: (B, heads, d_k) -> (B, heads, key width), so alpha = K_h . (W^h q)."""
         w_k = (self.W_k if self.mode == "raw" else self.W_h).weight
         return torch.einsum("bad,adh->bah", qh, w_k.view(self.heads, self.d_k, -1))
-
-    def _value_input(self, k_h: torch.Tensor, k_c: torch.Tensor) -> torch.Tensor:
-        k_c = k_c[..., : self.J, :] if self.J else k_c[..., :0, :]
-        return torch.cat([k_h, k_c.flatten(-2)], dim=-1)
 
     def _output(self, pooled: torch.Tensor) -> torch.Tensor:
         """Attention-pooled K (B, heads, H + C) -> W_a^v per head, concatenated, W^o."""
@@ -241,3 +250,34 @@ class TwinAttention(nn.Module):
         has_any = valid.any(dim=dim, keepdim=True)
         alpha = torch.where(has_any, alpha, torch.zeros_like(alpha))
         return torch.softmax(alpha, dim=dim) * has_any
+
+
+class _PooledAttention(torch.autograd.Function):
+    """Masked softmax attention pooling with a hand-written backward.
+
+    Forward: alpha = K[..., :Hk] q_in^T + bias (B, n, heads); w = softmax over the valid n;
+    pooled = w^T K (B, heads, Hv). Autograd would write the gradient of K twice (through
+    alpha and through pooled) and add them; here it is one product,
+    dK = [w, dalpha] [dpooled; q_in], so the (B, n, Hv) gradient is written once.
+    """
+
+    @staticmethod
+    def forward(ctx, K, q_in, bias, valid):  # noqa: ANN001 -- autograd's signature
+        width = q_in.shape[-1]  # keys are K's first `width` columns
+        alpha = torch.baddbmm(bias, K[..., :width], q_in.transpose(1, 2))  # (B, n, heads)
+        w = TwinAttention._softmax(alpha, valid[..., None], dim=1)
+        pooled = torch.bmm(w.transpose(1, 2), K)  # (B, heads, Hv)
+        ctx.save_for_backward(K, q_in, w)
+        ctx.mark_non_differentiable(w)
+        return pooled, w
+
+    @staticmethod
+    def backward(ctx, d_pooled, _d_w):  # noqa: ANN001
+        K, q_in, w = ctx.saved_tensors
+        width = q_in.shape[-1]
+        d_w = torch.bmm(K, d_pooled.transpose(1, 2))  # (B, n, heads)
+        d_alpha = w * (d_w - (w * d_w).sum(dim=1, keepdim=True))  # softmax backward
+        d_q = torch.bmm(d_alpha.transpose(1, 2), K[..., :width])  # (B, heads, width)
+        right = torch.cat([d_pooled, F.pad(q_in, (0, K.shape[-1] - width))], dim=1)
+        d_K = torch.bmm(torch.cat([w, d_alpha], dim=2), right)  # (B, n, Hv), written once
+        return d_K, d_q, d_alpha, None

@@ -180,14 +180,15 @@ class CTRModel(nn.Module):
         """Attention of ``att`` over slots ``idx`` (B, n) of each sample's history ->
         output (B, d_out) and weights (B, n, heads)."""
         r = batch.req[:, None]
-        if self.fast:
-            grouped = self._attend_grouped(att, qh, batch, idx, valid)
-            if grouped is not None:
-                return grouped
-        items = batch.hist_item[r, idx]  # (B, n)
-        k_h = self.emb.inherent(items)  # (B, n, H), with gradients
-        k_c = self.emb.cross(batch.hist_cross[r, idx])  # (B, n, J, cd)
-        return att(qh, k_h, k_c, valid, fast=self.fast)
+        items, codes = batch.hist_item[r, idx], batch.hist_cross[r, idx]  # (B, n), (B, n, J)
+        if not self.fast:
+            k_h = self.emb.inherent(items)  # (B, n, H), with gradients
+            return att(qh, k_h, self.emb.cross(codes), valid, fast=False)
+        grouped = self._attend_grouped(att, qh, batch, idx, valid)
+        if grouped is not None:
+            return grouped
+        K, k_c = self.emb.behaviours(items, codes)  # (B, n, H + C), (B, n, J, cd)
+        return att.attend(qh, K, k_c, valid)
 
     def _attend_grouped(
         self,
@@ -222,9 +223,8 @@ class CTRModel(nn.Module):
         where = pos[inv].view(B, n)  # (B, n) position of each finalist in its request's set
         member = torch.zeros(B, S, dtype=torch.bool, device=idx.device)
         member.scatter_(1, where, valid)  # a slot selected twice is valid both times or never
-        k_h = self.emb.inherent(items)  # (R, S, H), with gradients
-        k_c = self.emb.cross(codes)  # (R, S, J, cd)
-        out, w = att.forward_grouped(qh, batch.req, k_h, k_c, member)
+        K, k_c = self.emb.behaviours(items, codes)  # (R, S, H + C), (R, S, J, cd)
+        out, w = att.forward_grouped(qh, batch.req, K, k_c, member)
         return out, w.gather(1, where[..., None].expand(B, n, w.shape[-1]))  # (B, n, heads)
 
     def cache_step(self) -> None:

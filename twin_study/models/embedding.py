@@ -62,11 +62,26 @@ class FeatureEmbedder(nn.Module):
     def item_codes(self, name: str, item: torch.Tensor) -> torch.Tensor:
         return getattr(self, f"code_{name}")[item]
 
+    def _inherent_parts(self, item: torch.Tensor) -> list[torch.Tensor]:
+        parts = [lookup(self.item_emb["item"], item)]
+        parts += [
+            lookup(self.item_emb[n], self.item_codes(n, item)) for n in self.item_feature_names
+        ]
+        return parts
+
     def inherent(self, item: torch.Tensor) -> torch.Tensor:
         """K_h of items: (...,) ids -> (..., H)."""
-        parts = [self.item_emb["item"](item)]
-        parts += [self.item_emb[n](self.item_codes(n, item)) for n in self.item_feature_names]
-        return torch.cat(parts, dim=-1)
+        return torch.cat(self._inherent_parts(item), dim=-1)
+
+    def behaviours(
+        self, item: torch.Tensor, codes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """K = [K_h, K_c] of behaviours in one tensor, and K_c on its own:
+        (...,) ids, (..., J) codes -> (..., H + C), (..., J, cross_dim). One concatenation
+        instead of two (inherent, then with the cross part): at B x 100 finalists these copies
+        are a visible share of a training step."""
+        k_c = self.cross(codes)
+        return torch.cat([*self._inherent_parts(item), k_c.flatten(-2)], dim=-1), k_c
 
     def inherent_mean(self, items: torch.Tensor, n_valid: torch.Tensor) -> torch.Tensor:
         """Mean K_h of each row's valid prefix: items (R, L), n_valid (R,) -> (R, H).
@@ -86,11 +101,19 @@ class FeatureEmbedder(nn.Module):
         """K_c of behaviours: (..., J) codes -> (..., J, cross_dim)."""
         if self.J == 0:
             return codes.new_zeros((*codes.shape[:-1], 0, self.cross_dim), dtype=torch.float32)
-        return torch.stack([e(codes[..., j]) for j, e in enumerate(self.cross_emb)], dim=-2)
+        return torch.stack([lookup(e, codes[..., j]) for j, e in enumerate(self.cross_emb)], dim=-2)
 
     def user(self, user: torch.Tensor) -> torch.Tensor:
         """User features (user id and profile codes): (B,) ids -> (B, U)."""
         if not self.user_names:
             return user.new_zeros((user.shape[0], 0), dtype=torch.float32)
-        parts = [self.user_emb[n](getattr(self, f"ucode_{n}")[user]) for n in self.user_names]
+        parts = [
+            lookup(self.user_emb[n], getattr(self, f"ucode_{n}")[user]) for n in self.user_names
+        ]
         return torch.cat(parts, dim=-1)
+
+
+def lookup(table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
+    """``table(idx)`` as an ``index_select``: the same rows, but its backward is a plain
+    ``index_add`` (2-3x faster on the CPU than ``nn.Embedding``'s sorting backward)."""
+    return table.weight.index_select(0, idx.reshape(-1)).view(*idx.shape, table.embedding_dim)
