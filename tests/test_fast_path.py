@@ -216,22 +216,13 @@ def test_time_gap_bucket_is_floor_log2_hours_plus_one():
     assert np.array_equal(time_gap_bucket(gap), expect)
 
 
-def test_batch_builder_equals_a_plain_fancy_index_gather(ds):
-    s, log = ds.samples, ds.log
-    builder = SampleBuilder(ds, 700, 50)
-    idx = ds.split_indices("valid")[:60]
-    b = builder.build(idx)
-    rows = idx[np.unique(s.request[idx], return_index=True)[1]]
-    end = s.hist_end[rows]
-    n = np.minimum(end - log.user_ptr[s.user[rows]], 700)
-    slot = np.arange(700)
-    valid = slot[None] < n[:, None]
-    pos = np.where(valid, end[:, None] - 1 - slot, -1)
-    safe = np.maximum(pos, 0)
-    assert np.array_equal(b.hist_item.numpy(), np.where(valid, log.item[safe], 0))
-    assert np.array_equal(b.hist_pos.numpy(), pos)
-    cross = np.concatenate(
-        [log.cross[safe], time_gap_bucket(s.time[rows][:, None] - log.time[safe])[..., None]], -1
-    )
-    cross[~valid] = 0
-    assert np.array_equal(b.hist_cross.numpy(), cross)
+@pytest.mark.parametrize("long_len", [30, 700, 3000])
+def test_batch_builder_equals_the_plain_fancy_index_gather(ds, long_len):
+    fast = SampleBuilder(ds, long_len, 50)
+    ref = SampleBuilder(ds, long_len, 50, impl="reference")
+    idx = ds.split_indices("train")
+    batches = zip(fast.batches(idx, 128, True), ref.batches(idx, 128, True), strict=True)
+    for a, b in batches:
+        for name in ("sample_idx", "req", "target", "hist_item", "hist_cross", "hist_len"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+        assert torch.equal(a.hist_pos, b.hist_pos)

@@ -104,6 +104,26 @@ class TwinAttention(nn.Module):
             for j, e in enumerate(emb.cross_emb)
         ]
 
+    def joint_bias_table(
+        self, emb: FeatureEmbedder, max_codes: int = 1 << 16
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The cross term as ONE table over joint codes, for the GSU's hot loop.
+
+        The bias is a sum of J per-code terms, so over the joint code
+        c = (((c_1) V_2 + c_2) V_3 + c_3) ... it is one (heads, prod V_j) table: a behaviour
+        costs one lookup instead of J, and the lookup comes out (heads, n), ready to add.
+        Returns (table (heads, prod V_j), strides (J,)) with c = codes @ strides, or None when
+        there is no cross term or the joint vocabulary exceeds ``max_codes``."""
+        tables = self.cross_bias_tables(emb)
+        vocab = [t.shape[0] for t in tables]
+        if not tables or math.prod(vocab) > max_codes:
+            return None
+        joint = tables[0].t()  # (heads, V_1)
+        for t in tables[1:]:
+            joint = (joint[:, :, None] + t.t()[:, None, :]).flatten(1)  # (heads, V_1 ... V_j)
+        strides = [math.prod(vocab[j + 1 :]) for j in range(len(vocab))]
+        return joint.contiguous(), torch.tensor(strides, device=joint.device)
+
     @staticmethod
     def lookup_bias(tables: list[torch.Tensor], codes: torch.Tensor) -> torch.Tensor | None:
         """Sum of table lookups: codes (..., J) -> (..., heads); None when there is no bias."""

@@ -83,7 +83,7 @@ def table_rows(
 ) -> Callable[[int, int, torch.Tensor], torch.Tensor]:
     """Fast-path scores of request r: keys read from a per-item table, as ``score_by_table``.
 
-    table (n_items + 1, heads, d); query (B, heads, d); bias(r, n) -> (n, heads) added per
+    table (n_items + 1, heads, d); query (B, heads, d); bias(r, n) -> (heads, n) added per
     behaviour; ``tiebreak`` times the recency term added last (as the reference adds it).
     Returns score_rows(r, n, samples) -> (heads, len(samples), n).
     """
@@ -95,7 +95,7 @@ def table_rows(
         keys = F.embedding(x.hist_item[r, :n], flat).view(n, heads, d)  # (n, heads, d)
         s = torch.bmm(query[samples].transpose(0, 1), keys.permute(1, 2, 0))  # (heads, cnt, n)
         if bias is not None:
-            s += bias(r, n).t()[:, None, :]  # the same cross bias for every candidate
+            s += bias(r, n)[:, None, :]  # the same cross bias for every candidate
         if recency is not None:
             s += recency[:n]
         return s
@@ -300,12 +300,16 @@ class CpGSU(GSU):
         if self.cache.age < 0:
             self.cache.rebuild(emb, att)
         qh = att.query(emb.inherent(x.target))  # (B, heads, d_k)
-        tables = att.cross_bias_tables(emb)  # J x (vocab_j, heads)
+        joint = att.joint_bias_table(emb)
+        tables = att.cross_bias_tables(emb) if joint is None else []
 
-        def bias(r: int, n: int) -> torch.Tensor:
-            return att.lookup_bias(tables, x.hist_cross[r, :n])  # (n, heads)
+        def bias(r: int, n: int) -> torch.Tensor:  # -> (heads, n)
+            codes = x.hist_cross[r, :n]  # (n, J)
+            if joint is None:
+                return att.lookup_bias(tables, codes).t()
+            return joint[0].index_select(1, (codes * joint[1]).sum(dim=1))
 
-        rows = table_rows(self.cache.keys, x, qh, bias if tables else None)
+        rows = table_rows(self.cache.keys, x, qh, bias if joint or tables else None)
         return select_per_request(rows, x.n_valid(), x.req, x.length, k, heads=att.heads)
 
 
@@ -348,7 +352,7 @@ class LiveGSU(GSU):
             keys = att.raw_keys(k_h, emb.cross(codes)) if raw else att.inherent_keys(k_h)
             s = torch.bmm(qh[samples].transpose(0, 1), keys.permute(1, 2, 0))  # (heads, cnt, n)
             if tables:
-                s += att.lookup_bias(tables, codes).t()[:, None, :]
+                s += att.lookup_bias(tables, codes).t()[:, None, :]  # (heads, 1, n)
             return s
 
         return select_per_request(rows, x.n_valid(), x.req, x.length, k, heads=att.heads)

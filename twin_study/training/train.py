@@ -97,7 +97,7 @@ def train_step(model: CTRModel, batch, opts: list[torch.optim.Optimizer]) -> flo
 
 
 def builder_for(model: CTRModel, ds: Dataset) -> SampleBuilder:
-    return SampleBuilder(ds, model.cfg.long_len, model.cfg.short_len)
+    return SampleBuilder(ds, model.cfg.long_len, model.cfg.short_len, impl=model.cfg.impl)
 
 
 @torch.no_grad()
