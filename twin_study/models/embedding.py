@@ -16,6 +16,10 @@ from torch import nn
 from ..data.schema import ItemTable
 
 
+# Largest (requests x items) count matrix ``inherent_mean`` builds densely (64 MiB of float32).
+DENSE_COUNTS_MAX = 1 << 24
+
+
 class FeatureEmbedder(nn.Module):
     def __init__(
         self,
@@ -86,16 +90,35 @@ class FeatureEmbedder(nn.Module):
     def inherent_mean(self, items: torch.Tensor, n_valid: torch.Tensor) -> torch.Tensor:
         """Mean K_h of each row's valid prefix: items (R, L), n_valid (R,) -> (R, H).
 
-        One ``embedding_bag`` per feature table over the valid behaviours only: no (R, L, H)
-        tensor is built, forward or backward. An empty row gives zeros."""
-        flat = items[torch.arange(items.shape[1], device=items.device) < n_valid[:, None]]
-        offsets = torch.cumsum(n_valid, 0) - n_valid
-        parts = [F.embedding_bag(flat, self.item_emb["item"].weight, offsets, mode="mean")]
-        parts += [
-            F.embedding_bag(self.item_codes(n, flat), self.item_emb[n].weight, offsets, mode="mean")
-            for n in self.item_feature_names
-        ]
-        return torch.cat(parts, dim=-1)
+        No (R, L, H) tensor is built, forward or backward. With a catalogue small enough for a
+        dense (R, n_items) count matrix, the mean is counts @ table per feature: a row's L
+        behaviours become one histogram (a bincount) and the lookups one matrix product, whose
+        backward is another. Otherwise one ``embedding_bag`` per feature table over the valid
+        behaviours. An empty row gives zeros."""
+        R, L = items.shape
+        keep = torch.arange(L, device=items.device) < n_valid[:, None]
+        flat = items[keep]  # row-major: each row's valid prefix, one after another
+        denom = n_valid.clamp(min=1)[:, None].float()
+        V = self.n_items + 1
+        if R * V > DENSE_COUNTS_MAX:
+            offsets = torch.cumsum(n_valid, 0) - n_valid
+            parts = [F.embedding_bag(flat, self.item_emb["item"].weight, offsets, mode="mean")]
+            parts += [
+                F.embedding_bag(
+                    self.item_codes(n, flat), self.item_emb[n].weight, offsets, mode="mean"
+                )
+                for n in self.item_feature_names
+            ]
+            return torch.cat(parts, dim=-1)
+        row = torch.repeat_interleave(torch.arange(R, device=items.device), n_valid)
+        counts = torch.bincount(row * V + flat, minlength=R * V).view(R, V).float()  # (R, V)
+        parts = [counts @ self.item_emb["item"].weight]
+        for n in self.item_feature_names:
+            codes = getattr(self, f"code_{n}")  # (V,) the feature's code of every item
+            per_code = counts.new_zeros(R, self.item_emb[n].num_embeddings)
+            per_code.index_add_(1, codes, counts)  # (R, V_f): histogram of the feature
+            parts.append(per_code @ self.item_emb[n].weight)
+        return torch.cat(parts, dim=-1) / denom
 
     def cross(self, codes: torch.Tensor) -> torch.Tensor:
         """K_c of behaviours: (..., J) codes -> (..., J, cross_dim)."""

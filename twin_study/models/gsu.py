@@ -92,7 +92,7 @@ def table_rows(
     recency = x.recency()[0] * tiebreak if tiebreak else None  # (L,)
 
     def rows(r: int, n: int, samples: torch.Tensor) -> torch.Tensor:
-        keys = F.embedding(x.hist_item[r, :n], flat).view(n, heads, d)  # (n, heads, d)
+        keys = F.embedding(x.hist_item[r, :n], flat).view(n, heads, d).float()  # (n, heads, d)
         s = torch.bmm(query[samples].transpose(0, 1), keys.permute(1, 2, 0))  # (heads, cnt, n)
         if bias is not None:
             s += bias(r, n)[:, None, :]  # the same cross bias for every candidate
@@ -230,9 +230,15 @@ class SdimGSU(GSU):
         hot.scatter_(1, b + n_b * torch.arange(self.groups, device=b.device), 1.0)
         return hot[:, None, :]
 
+    def one_hot_table(self) -> torch.Tensor:
+        """``one_hot_signatures`` stored in float16 for the fast path: 0 and 1 are exact, and
+        the rows the GSU gathers per behaviour are half as wide (they are upcast to float32
+        before the product, so the collision counts are exact too)."""
+        return self.one_hot_signatures().half()
+
     def fast_select(self, x: GsuInput, k: int):
-        table = self.one_hot_signatures()
-        rows = table_rows(table, x, table[x.target], tiebreak=1.0)
+        table = self.one_hot_table()
+        rows = table_rows(table, x, table[x.target].float(), tiebreak=1.0)
         # A behaviour with no colliding signature scores <= 0: not retrievable.
         return select_per_request(rows, x.n_valid(), x.req, x.length, k, min_score=0.0)
 
