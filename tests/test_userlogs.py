@@ -255,3 +255,15 @@ def test_splits_follow_time(tmp_path: Path) -> None:
     assert set(np.unique(ds.samples.split)) == {0, 1, 2}
     assert_no_leakage(ds)
     assert ds.summary()["n_samples"] == 5 * 10
+
+
+def test_name_parameter_reaches_the_loader(tmp_path: Path, capsys) -> None:
+    from twin_study.cli import main
+
+    path = _write(tmp_path, simple_log())
+    ds = load_dataset("userlog", path=str(path), spec=SIMPLE, name="my-log", min_history=1)
+    assert ds.name == "my-log"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(SIMPLE))
+    argv = ["data", "info", "userlog", "-p", f"path={path}", "-p", f"spec={tmp_path}/spec.yaml"]
+    assert main([*argv, "-p", "name=x", "-p", "min_history=1"]) == 0
+    assert capsys.readouterr().out.startswith("x: 2 users")

@@ -27,8 +27,12 @@ def available() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load_dataset(name: str, **params: Any) -> Dataset:
-    """Load data set ``name`` with loader parameters; unknown names or parameters are errors."""
+def load_dataset(name: str, /, **params: Any) -> Dataset:
+    """Load data set ``name`` with loader parameters; unknown names or parameters are errors.
+
+    ``name`` is positional-only so that a loader parameter called ``name`` (the userlog's
+    display name) reaches the loader instead of clashing with it.
+    """
     _import_loaders()
     if name not in _LOADERS:
         raise ValueError(f"unknown data set {name!r}; available: {', '.join(sorted(_LOADERS))}")
