@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,12 @@ def test_unknown_override_fails_before_anything_runs(study):
 @pytest.mark.parametrize(
     ("extra", "profile_yaml", "match"),
     [
-        ({"m": 1}, "", r"unknown parameter 'm'; allowed: profile, out_dir, n"),
+        (
+            {"m": 1},
+            "",
+            r"unknown parameter\(s\) 'm': no selected notebook has it "
+            r"\(01_tiny.ipynb: profile, out_dir, n\)",
+        ),
         ({"n": "1e4"}, "", r"parameter 'n' is int, got str '1e4'"),
         ({}, "01_tiny: {n: 2.5}\n", r"parameter 'n' is int, got float"),
         ({}, "03_gone: {n: 1}\n", r"names unknown notebook\(s\): 03_gone; available: 01_tiny"),
@@ -107,7 +113,7 @@ def test_run_injects_profile_then_skips_until_forced(study, capsys):
 
     summary = runner.run("paper", **kw)
     assert [o.status for o in summary.outcomes] == ["skipped"]
-    assert "skip  01_tiny  up to date" in capsys.readouterr().out
+    assert "01_tiny  skipped  up to date" in capsys.readouterr().out
 
     # A changed parameter or a missing results.json makes the stamp stale, without running.
     jobs = runner.plan(
@@ -141,4 +147,63 @@ def test_failing_notebook_leaves_nothing_marked_done(study, capsys):
     executed = paths.executed_dir("quick", study)
     assert sorted(p.name for p in executed.iterdir()) == ["01_bad.failed.ipynb"]
     out = capsys.readouterr().out
-    assert "FAIL  01_bad" in out and "ValueError: boom" in out and "02_after  not run" in out
+    assert "01_bad    FAILED" in out and "ValueError: boom" in out and "02_after  not run" in out
+
+
+def test_extra_goes_to_the_notebooks_that_declare_it(study, capsys):
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, RECORD)
+    write_notebook(study / "notebooks" / "02_plain.ipynb")
+    jobs = runner.plan(runner.discover(study / "notebooks"), "quick", root=study, extra={"n": 5})
+    assert jobs[0].parameters["n"] == 5 and jobs[0].not_applied == ()
+    assert "n" not in jobs[1].parameters and jobs[1].not_applied == ("n",)
+    # still type-checked where it applies, and an error when no selected notebook has it
+    with pytest.raises(runner.RunnerError, match=r"parameter 'n' is int, got str"):
+        runner.plan(runner.discover(study / "notebooks"), "quick", root=study, extra={"n": "x"})
+    with pytest.raises(runner.RunnerError, match=r"'n': no selected notebook has it"):
+        runner.run(only=["02"], extra={"n": 5}, root=study)
+    summary = runner.run(extra={"n": 5}, root=study)
+    assert [o.status for o in summary.outcomes] == ["ran", "ran"]
+    assert load_results(paths.output_dir("quick", "01_tiny", study))["n"] == 5
+    assert "-p n is not a parameter of 02_plain: not applied there" in capsys.readouterr().out
+
+
+def test_list_honours_extra_parameters(study, capsys):
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, RECORD)
+    assert runner.run(extra={"n": 7}, root=study).ok
+    capsys.readouterr()
+    runner.list_notebooks(root=study, extra={"n": 7})
+    assert re.search(r"01_tiny +up to date +n=7", capsys.readouterr().out)
+    runner.list_notebooks(root=study)  # the saved default n = 3 was never run
+    assert re.search(r"01_tiny +to run", capsys.readouterr().out)
+    runner.list_notebooks(root=study, extra={"n": 8})
+    assert re.search(r"01_tiny +to run +n=8", capsys.readouterr().out)
+
+
+def test_failed_rerun_keeps_the_last_good_executed_copy(study):
+    body = RECORD + "\nif n == 0:\n    raise ValueError('n must be positive')"
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, body)
+    assert runner.run(root=study).ok
+    executed = paths.executed_dir("quick", study)
+    good = (executed / "01_tiny.ipynb").read_bytes()
+    summary = runner.run(root=study, extra={"n": 0})
+    assert not summary.ok and "n must be positive" in summary.outcomes[0].error
+    assert (executed / "01_tiny.ipynb").read_bytes() == good  # the good run's copy, untouched
+    assert (executed / "01_tiny.failed.ipynb").is_file()
+    assert not (executed / "01_tiny.stamp.json").exists()  # nothing claims to be up to date
+    assert sorted(p.name for p in executed.iterdir()) == [
+        "01_tiny.failed.ipynb",
+        "01_tiny.ipynb",
+    ]
+
+
+def test_run_is_quiet_one_line_per_notebook(study, capfd):
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, RECORD)
+    write_notebook(study / "notebooks" / "02_plain.ipynb")
+    assert runner.run(root=study).ok
+    out, err = capfd.readouterr()  # fd level: includes what the kernel process writes
+    assert "without encryption" not in out + err and "Executing" not in err, err
+    assert err == ""
+    lines = out.strip().splitlines()
+    assert re.fullmatch(r"  01_tiny   ran +\d+\.\d s", lines[1]), lines
+    assert re.fullmatch(r"  02_plain  ran +\d+\.\d s", lines[2]), lines
+    assert len(lines) == 4
