@@ -207,3 +207,87 @@ def test_run_is_quiet_one_line_per_notebook(study, capfd):
     assert re.fullmatch(r"  01_tiny   ran +\d+\.\d s", lines[1]), lines
     assert re.fullmatch(r"  02_plain  ran +\d+\.\d s", lines[2]), lines
     assert len(lines) == 4
+
+
+# --- users' own logs in the notebooks --------------------------------------------------------
+
+DATA_PARAMS = (
+    DEFAULT_PARAMS
+    + 'dataset: str = "synthetic"  # data set(s)\n'
+    + 'userlog_path: str = ""  # log\n'
+    + 'userlog_spec: str = ""  # spec\n'
+    + "userlog_params: dict = {}  # options\n"
+)
+
+
+@pytest.fixture
+def click_log(tmp_path: Path) -> tuple[Path, Path]:
+    from logs import write_click_log
+
+    return write_click_log(tmp_path / "mylog", n_users=30, per_user=150, impressions_per_user=40)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({"dataset": "userlog"}, r"01_data.ipynb: userlog: userlog needs path="),
+        ({"dataset": "synthetic,userlg"}, r"unknown data set\(s\) userlg; available: "),
+        ({"userlog_path": "nope.csv"}, r"userlog: log file .*nope.csv does not exist"),
+        ({"userlog_spec": "nope.yaml"}, r"userlog: spec file .*nope.yaml does not exist"),
+        ({"userlog_params": {"max_user": 5}}, r"unknown userlog parameter\(s\) \['max_user'\]"),
+        ({"userlog_params": {"split": "random"}}, r"split must be one of"),
+        ({"userlog_params": [1]}, r"userlog_params must be a mapping"),
+    ],
+)
+def test_userlog_problems_fail_before_anything_runs(study, click_log, extra, match):
+    write_notebook(study / "notebooks" / "01_data.ipynb", DATA_PARAMS, "1/0")
+    log, spec = click_log
+    good = {"dataset": "userlog", "userlog_path": str(log), "userlog_spec": str(spec)}
+    with pytest.raises(runner.RunnerError, match=match):
+        runner.run(extra=good | extra if "dataset" not in extra else extra, root=study)
+    assert not (study / "outputs").exists()
+
+
+def test_userlog_needs_a_notebook_that_takes_one(study, click_log):
+    write_notebook(study / "notebooks" / "01_data.ipynb", DEFAULT_PARAMS + 'dataset: str = "a"\n')
+    with pytest.raises(runner.RunnerError, match=r"01_data.ipynb: data set 'userlog' needs the"):
+        runner.run(extra={"dataset": "userlog"}, root=study)
+
+
+def test_the_real_notebooks_check_userlog_up_front():
+    """The issue's case: `--only 03 -p dataset=userlog` used to fail inside the notebook."""
+    nbs = runner.select(runner.discover(paths.NOTEBOOKS_DIR), ["02", "03", "04", "05"])
+    for extra in ({"dataset": "userlog"}, {"datasets": ["userlog"]}):
+        with pytest.raises(runner.RunnerError, match=r"userlog needs path="):
+            runner.plan(nbs, "quick", extra=extra)
+
+
+def test_notebooks_02_to_05_run_on_a_users_log(tmp_path, click_log, monkeypatch):
+    """End to end: a behaviours + impressions log written here, given with paths relative to
+    the caller's folder, through notebooks 02-05 at a tiny size."""
+    root = tmp_path / "study"
+    (root / "notebooks").mkdir(parents=True)
+    for nb in runner.select(runner.discover(paths.NOTEBOOKS_DIR), ["02", "03", "04", "05"]):
+        (root / "notebooks" / nb.path.name).write_bytes(nb.path.read_bytes())
+    monkeypatch.setenv("TWIN_STUDY_CACHE", str(tmp_path / "cache"))  # the kernels inherit it
+    monkeypatch.chdir(tmp_path)
+    extra = {
+        "dataset": "userlog",
+        "datasets": ["userlog"],
+        "userlog_path": "mylog/log.csv",
+        "userlog_spec": "mylog/spec.yaml",
+        "userlog_params": {"min_history": 5, "split": "per_user"},
+        "long_len": 150,
+        "k": 20,
+        "seq_lens": [20, 150],
+        "k_values": [10, 20],
+        "n_eval": 30,
+        "refresh_intervals": [0, 2],
+    }
+    summary = runner.run(extra=extra, root=root)
+    assert summary.ok, [o.error for o in summary.outcomes]
+    for nb in ("02_consistency", "03_main_results", "04_sequence_length", "05_ablations"):
+        got = load_results(paths.output_dir("quick", nb, root))
+        assert got["datasets"] == (["userlog"] if nb == "02_consistency" else ["log"]), nb
+    table = load_results(paths.output_dir("quick", "03_main_results", root))["table"]
+    assert "log" in json.dumps(table)

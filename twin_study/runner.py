@@ -53,6 +53,10 @@ KERNEL_NAME = "python3"
 # then "KeyboardInterrupt caught in kernel" at ERROR when it is shut down after the last cell.
 # Neither is about the notebook; a kernel that dies is reported by nbclient (DeadKernelError).
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+# Parameters that name the data sets a notebook loads: "dataset" (comma-separated) in 00 and
+# 03-05, "datasets" (a list) in 02; and those that carry a user's log (dataset "userlog").
+DATASET_PARAMETERS = ("dataset", "datasets")
+USERLOG_PARAMETERS = ("userlog_path", "userlog_spec", "userlog_params")
 # Packages of the execution machinery whose warnings and log records are not the study's.
 _MACHINERY = ("papermill", "nbclient", "nbformat", "jupyter_client", "jupyter_core", "zmq")
 
@@ -261,6 +265,74 @@ def check_parameters(
             )
 
 
+def _value(name: str, values: Mapping[str, Any], declared: Mapping[str, Mapping[str, Any]]):
+    """A parameter's value for this run: given, else the notebook's saved default."""
+    if name in values:
+        return values[name]
+    try:
+        return ast.literal_eval(str(declared[name].get("default")))
+    except (ValueError, SyntaxError):
+        return None
+
+
+def check_data(
+    notebook: Notebook, values: dict[str, Any], declared: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Check the data a notebook will load before anything runs, so a typo fails in a second
+    rather than inside a notebook minutes in: the data set names are registered, and a user
+    log (data set ``userlog``) has its parameters, files, spec and options in order (the
+    files' header rows are read, not the whole log).
+
+    Relative ``userlog_path`` / ``userlog_spec`` values are made absolute here (in
+    ``values``), against the caller's folder: papermill runs the notebook in notebooks/.
+    """
+    from twin_study.data.registry import available, dataset_names
+
+    where = notebook.path.name
+    names: list[str] = []
+    for key in DATASET_PARAMETERS:
+        if key in declared:
+            try:
+                names += dataset_names(_value(key, values, declared))
+            except (ValueError, TypeError) as exc:
+                raise RunnerError(f"{where}: parameter {key!r}: {exc}") from exc
+    if not names:
+        return
+    unknown = [n for n in names if n not in available()]
+    if unknown:
+        raise RunnerError(
+            f"{where}: unknown data set(s) {', '.join(unknown)}; available: "
+            f"{', '.join(available())}"
+        )
+    for key in ("userlog_path", "userlog_spec"):
+        if isinstance(values.get(key), str) and values[key]:
+            values[key] = str(Path(values[key]).expanduser().resolve())
+    if "userlog" not in names:
+        return
+    missing = [k for k in USERLOG_PARAMETERS if k not in declared]
+    if missing:
+        raise RunnerError(
+            f"{where}: data set 'userlog' needs the parameters {', '.join(USERLOG_PARAMETERS)}; "
+            f"this notebook lacks {', '.join(missing)}"
+        )
+    from twin_study.data.userlogs import check_userlog
+
+    options = _value("userlog_params", values, declared) or {}
+    if not isinstance(options, Mapping):
+        raise RunnerError(f"{where}: userlog_params must be a mapping, got {options!r}")
+    try:
+        check_userlog(
+            _value("userlog_path", values, declared),
+            _value("userlog_spec", values, declared),
+            options,
+        )
+    except ValueError as exc:
+        raise RunnerError(
+            f"{where}: userlog: {exc} (set -p userlog_path=LOG -p userlog_spec=SPEC.yaml "
+            "and loader options as -p 'userlog_params={min_history: 5}')"
+        ) from exc
+
+
 def plan(
     notebooks: Sequence[Notebook],
     profile: str,
@@ -297,6 +369,7 @@ def plan(
         mine = {k: v for k, v in extra.items() if k in declared}
         check_parameters(nb, mine, declared)
         values.update(mine)
+        check_data(nb, values, declared)
         executed = paths.executed_dir(profile, root) / f"{nb.stem}.ipynb"
         not_applied = tuple(k for k in extra if k not in declared)
         jobs.append(Job(nb, values, out_dir, executed, not_applied))
