@@ -49,7 +49,8 @@ def test_run_only_unknown_exits_2(cli_study, capsys):
 
 def test_run_unknown_param_exits_2(cli_study, capsys):
     assert cli.main(["run", "--only", "01", "-p", "seed=1"]) == 2
-    assert "01_tiny.ipynb: unknown parameter 'seed'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown parameter(s) 'seed': no selected notebook has it (01_tiny.ipynb:" in err
 
 
 def test_run_unknown_profile_exits_2(cli_study, capsys):
@@ -63,3 +64,10 @@ def test_list_shows_state_and_overrides(cli_study, capsys):
     assert cli.main(["run", "--list", "--profile", "paper"]) == 0
     out = capsys.readouterr().out
     assert "01_tiny" in out and "to run" in out and "n=9" in out and "02_other" in out
+
+
+def test_list_takes_extra_parameters(cli_study, capsys):
+    assert cli.main(["run", "--list", "-p", "n=4"]) == 0
+    out = capsys.readouterr().out
+    assert "n=4" in out and "-p n is not a parameter of 02_other" in out
+    assert cli.main(["run", "--list", "-p", "seed=1"]) == 2

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from twin_study import paths
-from twin_study.results import load_results, resolve_out_dir, save_results
+from twin_study.results import atomic_write_bytes, load_results, resolve_out_dir, save_results
 
 matplotlib.use("Agg")
 
@@ -143,3 +143,23 @@ def test_set_style_profile_is_savefigs_default(tmp_path):
     finally:
         set_style()
         plt.close("all")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_respect_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = save_results(tmp_path, {"auc": 0.7})
+        table = atomic_write_bytes(tmp_path / "table.md", b"| a |\n")
+    finally:
+        os.umask(old)
+    for p in (path, table):
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, oct(p.stat().st_mode)
+
+
+def test_rewrite_keeps_the_existing_mode(tmp_path):
+    path = save_results(tmp_path, {"auc": 0.7})
+    path.chmod(0o640)
+    save_results(tmp_path, {"auc": 0.8})
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert load_results(tmp_path) == {"auc": 0.8}

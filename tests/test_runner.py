@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,12 @@ def test_unknown_override_fails_before_anything_runs(study):
 @pytest.mark.parametrize(
     ("extra", "profile_yaml", "match"),
     [
-        ({"m": 1}, "", r"unknown parameter 'm'; allowed: profile, out_dir, n"),
+        (
+            {"m": 1},
+            "",
+            r"unknown parameter\(s\) 'm': no selected notebook has it "
+            r"\(01_tiny.ipynb: profile, out_dir, n\)",
+        ),
         ({"n": "1e4"}, "", r"parameter 'n' is int, got str '1e4'"),
         ({}, "01_tiny: {n: 2.5}\n", r"parameter 'n' is int, got float"),
         ({}, "03_gone: {n: 1}\n", r"names unknown notebook\(s\): 03_gone; available: 01_tiny"),
@@ -107,7 +113,7 @@ def test_run_injects_profile_then_skips_until_forced(study, capsys):
 
     summary = runner.run("paper", **kw)
     assert [o.status for o in summary.outcomes] == ["skipped"]
-    assert "skip  01_tiny  up to date" in capsys.readouterr().out
+    assert "01_tiny  skipped  up to date" in capsys.readouterr().out
 
     # A changed parameter or a missing results.json makes the stamp stale, without running.
     jobs = runner.plan(
@@ -141,4 +147,147 @@ def test_failing_notebook_leaves_nothing_marked_done(study, capsys):
     executed = paths.executed_dir("quick", study)
     assert sorted(p.name for p in executed.iterdir()) == ["01_bad.failed.ipynb"]
     out = capsys.readouterr().out
-    assert "FAIL  01_bad" in out and "ValueError: boom" in out and "02_after  not run" in out
+    assert "01_bad    FAILED" in out and "ValueError: boom" in out and "02_after  not run" in out
+
+
+def test_extra_goes_to_the_notebooks_that_declare_it(study, capsys):
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, RECORD)
+    write_notebook(study / "notebooks" / "02_plain.ipynb")
+    jobs = runner.plan(runner.discover(study / "notebooks"), "quick", root=study, extra={"n": 5})
+    assert jobs[0].parameters["n"] == 5 and jobs[0].not_applied == ()
+    assert "n" not in jobs[1].parameters and jobs[1].not_applied == ("n",)
+    # still type-checked where it applies, and an error when no selected notebook has it
+    with pytest.raises(runner.RunnerError, match=r"parameter 'n' is int, got str"):
+        runner.plan(runner.discover(study / "notebooks"), "quick", root=study, extra={"n": "x"})
+    with pytest.raises(runner.RunnerError, match=r"'n': no selected notebook has it"):
+        runner.run(only=["02"], extra={"n": 5}, root=study)
+    summary = runner.run(extra={"n": 5}, root=study)
+    assert [o.status for o in summary.outcomes] == ["ran", "ran"]
+    assert load_results(paths.output_dir("quick", "01_tiny", study))["n"] == 5
+    assert "-p n is not a parameter of 02_plain: not applied there" in capsys.readouterr().out
+
+
+def test_list_honours_extra_parameters(study, capsys):
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, RECORD)
+    assert runner.run(extra={"n": 7}, root=study).ok
+    capsys.readouterr()
+    runner.list_notebooks(root=study, extra={"n": 7})
+    assert re.search(r"01_tiny +up to date +n=7", capsys.readouterr().out)
+    runner.list_notebooks(root=study)  # the saved default n = 3 was never run
+    assert re.search(r"01_tiny +to run", capsys.readouterr().out)
+    runner.list_notebooks(root=study, extra={"n": 8})
+    assert re.search(r"01_tiny +to run +n=8", capsys.readouterr().out)
+
+
+def test_failed_rerun_keeps_the_last_good_executed_copy(study):
+    body = RECORD + "\nif n == 0:\n    raise ValueError('n must be positive')"
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, body)
+    assert runner.run(root=study).ok
+    executed = paths.executed_dir("quick", study)
+    good = (executed / "01_tiny.ipynb").read_bytes()
+    summary = runner.run(root=study, extra={"n": 0})
+    assert not summary.ok and "n must be positive" in summary.outcomes[0].error
+    assert (executed / "01_tiny.ipynb").read_bytes() == good  # the good run's copy, untouched
+    assert (executed / "01_tiny.failed.ipynb").is_file()
+    assert not (executed / "01_tiny.stamp.json").exists()  # nothing claims to be up to date
+    assert sorted(p.name for p in executed.iterdir()) == [
+        "01_tiny.failed.ipynb",
+        "01_tiny.ipynb",
+    ]
+
+
+def test_run_is_quiet_one_line_per_notebook(study, capfd):
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, RECORD)
+    write_notebook(study / "notebooks" / "02_plain.ipynb")
+    assert runner.run(root=study).ok
+    out, err = capfd.readouterr()  # fd level: includes what the kernel process writes
+    assert "without encryption" not in out + err and "Executing" not in err, err
+    assert err == ""
+    lines = out.strip().splitlines()
+    assert re.fullmatch(r"  01_tiny   ran +\d+\.\d s", lines[1]), lines
+    assert re.fullmatch(r"  02_plain  ran +\d+\.\d s", lines[2]), lines
+    assert len(lines) == 4
+
+
+# --- users' own logs in the notebooks --------------------------------------------------------
+
+DATA_PARAMS = (
+    DEFAULT_PARAMS
+    + 'dataset: str = "synthetic"  # data set(s)\n'
+    + 'userlog_path: str = ""  # log\n'
+    + 'userlog_spec: str = ""  # spec\n'
+    + "userlog_params: dict = {}  # options\n"
+)
+
+
+@pytest.fixture
+def click_log(tmp_path: Path) -> tuple[Path, Path]:
+    from logs import write_click_log
+
+    return write_click_log(tmp_path / "mylog", n_users=30, per_user=150, impressions_per_user=40)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({"dataset": "userlog"}, r"01_data.ipynb: userlog: userlog needs path="),
+        ({"dataset": "synthetic,userlg"}, r"unknown data set\(s\) userlg; available: "),
+        ({"userlog_path": "nope.csv"}, r"userlog: log file .*nope.csv does not exist"),
+        ({"userlog_spec": "nope.yaml"}, r"userlog: spec file .*nope.yaml does not exist"),
+        ({"userlog_params": {"max_user": 5}}, r"unknown userlog parameter\(s\) \['max_user'\]"),
+        ({"userlog_params": {"split": "random"}}, r"split must be one of"),
+        ({"userlog_params": [1]}, r"userlog_params must be a mapping"),
+    ],
+)
+def test_userlog_problems_fail_before_anything_runs(study, click_log, extra, match):
+    write_notebook(study / "notebooks" / "01_data.ipynb", DATA_PARAMS, "1/0")
+    log, spec = click_log
+    good = {"dataset": "userlog", "userlog_path": str(log), "userlog_spec": str(spec)}
+    with pytest.raises(runner.RunnerError, match=match):
+        runner.run(extra=good | extra if "dataset" not in extra else extra, root=study)
+    assert not (study / "outputs").exists()
+
+
+def test_userlog_needs_a_notebook_that_takes_one(study, click_log):
+    write_notebook(study / "notebooks" / "01_data.ipynb", DEFAULT_PARAMS + 'dataset: str = "a"\n')
+    with pytest.raises(runner.RunnerError, match=r"01_data.ipynb: data set 'userlog' needs the"):
+        runner.run(extra={"dataset": "userlog"}, root=study)
+
+
+def test_the_real_notebooks_check_userlog_up_front():
+    """The issue's case: `--only 03 -p dataset=userlog` used to fail inside the notebook."""
+    nbs = runner.select(runner.discover(paths.NOTEBOOKS_DIR), ["02", "03", "04", "05"])
+    for extra in ({"dataset": "userlog"}, {"datasets": ["userlog"]}):
+        with pytest.raises(runner.RunnerError, match=r"userlog needs path="):
+            runner.plan(nbs, "quick", extra=extra)
+
+
+def test_notebooks_02_to_05_run_on_a_users_log(tmp_path, click_log, monkeypatch):
+    """End to end: a behaviours + impressions log written here, given with paths relative to
+    the caller's folder, through notebooks 02-05 at a tiny size."""
+    root = tmp_path / "study"
+    (root / "notebooks").mkdir(parents=True)
+    for nb in runner.select(runner.discover(paths.NOTEBOOKS_DIR), ["02", "03", "04", "05"]):
+        (root / "notebooks" / nb.path.name).write_bytes(nb.path.read_bytes())
+    monkeypatch.setenv("TWIN_STUDY_CACHE", str(tmp_path / "cache"))  # the kernels inherit it
+    monkeypatch.chdir(tmp_path)
+    extra = {
+        "dataset": "userlog",
+        "datasets": ["userlog"],
+        "userlog_path": "mylog/log.csv",
+        "userlog_spec": "mylog/spec.yaml",
+        "userlog_params": {"min_history": 5, "split": "per_user"},
+        "long_len": 150,
+        "k": 20,
+        "seq_lens": [20, 150],
+        "k_values": [10, 20],
+        "n_eval": 30,
+        "refresh_intervals": [0, 2],
+    }
+    summary = runner.run(extra=extra, root=root)
+    assert summary.ok, [o.error for o in summary.outcomes]
+    for nb in ("02_consistency", "03_main_results", "04_sequence_length", "05_ablations"):
+        got = load_results(paths.output_dir("quick", nb, root))
+        assert got["datasets"] == (["userlog"] if nb == "02_consistency" else ["log"]), nb
+    table = load_results(paths.output_dir("quick", "03_main_results", root))["table"]
+    assert "log" in json.dumps(table)

@@ -320,10 +320,12 @@ def test_configs_split_parameters_by_field():
 
 
 def test_dataset_names():
-    names = sweeps.dataset_names(" synthetic, movielens-1m,synthetic ")
+    from twin_study.data import dataset_names
+
+    names = dataset_names(" synthetic, movielens-1m,synthetic ")
     assert names == ["synthetic", "movielens-1m"]
     with pytest.raises(ValueError):
-        sweeps.dataset_names(" , ")
+        dataset_names(" , ")
 
 
 def test_sweep_rows_with_a_fake_runner():

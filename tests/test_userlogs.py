@@ -238,7 +238,10 @@ def test_spec_and_parameter_errors(tmp_path: Path) -> None:
         load_userlog(path, {**SIMPLE, "item_features": {"genre": "c"}})
     with pytest.raises(UserLogError, match=r"unknown spec field\(s\) \['colour'\]"):
         load_userlog(path, {**SIMPLE, "colour": "c"})
-    with pytest.raises(UserLogError, match=r"required field\(s\) \['label'\] missing"):
+    with pytest.raises(
+        UserLogError,
+        match=r"required field 'label' missing \(a label column in the log, or an impressions",
+    ):
         load_userlog(path, {k: v for k, v in SIMPLE.items() if k != "label"})
     with pytest.raises(ValueError, match=r"unknown userlog parameter\(s\) \['window'\]"):
         load_dataset("userlog", path=str(path), spec=SIMPLE, window=3)
@@ -255,3 +258,149 @@ def test_splits_follow_time(tmp_path: Path) -> None:
     assert set(np.unique(ds.samples.split)) == {0, 1, 2}
     assert_no_leakage(ds)
     assert ds.summary()["n_samples"] == 5 * 10
+
+
+def test_name_parameter_reaches_the_loader(tmp_path: Path, capsys) -> None:
+    from twin_study.cli import main
+
+    path = _write(tmp_path, simple_log())
+    ds = load_dataset("userlog", path=str(path), spec=SIMPLE, name="my-log", min_history=1)
+    assert ds.name == "my-log"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(SIMPLE))
+    argv = ["data", "info", "userlog", "-p", f"path={path}", "-p", f"spec={tmp_path}/spec.yaml"]
+    assert main([*argv, "-p", "name=x", "-p", "min_history=1"]) == 0
+    assert capsys.readouterr().out.startswith("x: 2 users")
+
+
+# --- two tables: behaviours and impressions; label_threshold; per-user split; checks -------
+
+
+def test_impressions_are_samples_and_never_history(tmp_path: Path) -> None:
+    from logs import ONLY_IN_IMPRESSIONS, write_click_log
+
+    log_path, spec_path = write_click_log(tmp_path)
+    log, imp = pd.read_csv(log_path), pd.read_csv(tmp_path / "impressions.csv")
+    ds = load_dataset("userlog", path=str(log_path), spec=str(spec_path), min_history=3)
+    assert ds.log.n_behaviours == len(log)  # every log row, no impression among them
+    # Expected visible history of each impression: its user's behaviours STRICTLY before it
+    # (the click logged at the same second is not visible to the impression it records).
+    before = imp.apply(
+        lambda r: int(((log.user_id == r.user_id) & (log.ts < r.ts)).sum()), axis=1
+    ).to_numpy()
+    expected = imp[before >= 3]
+    assert len(ds.samples) == len(expected)
+    s = ds.samples
+    user_raw = ds.meta["user_raw_ids"][s.user]
+    item_raw = ds.meta["item_raw_ids"][s.item - 1]
+    got = pd.DataFrame({"user_id": user_raw, "item_id": item_raw, "ts": s.time})
+    got["seen"] = s.hist_end - ds.log.user_ptr[s.user]
+    got["label"] = s.label
+    merged = got.merge(expected.assign(want=before[before >= 3]), on=["user_id", "item_id", "ts"])
+    assert len(merged) == len(expected)
+    np.testing.assert_array_equal(merged.seen, merged.want)
+    np.testing.assert_array_equal(merged.label, merged.clicked)
+    # an item only ever shown is a sample target, never a behaviour, and has its category
+    only = int(np.flatnonzero(ds.meta["item_raw_ids"] == ONLY_IN_IMPRESSIONS)[0]) + 1
+    assert only in set(s.item) and only not in set(ds.log.item)
+    assert ds.meta["items_only_in_impressions"] == len(set(imp.item_id) - set(log.item_id))
+    assert ds.meta["item_feature_values"]["category"][ds.items.features["category"][only] - 1] == 6
+    assert ds.log.cross.min() >= 1  # impressions left no padding rows in the log
+
+
+def test_single_table_candidates_enter_later_histories(tmp_path: Path) -> None:
+    """What the impressions file fixes: in one table a labelled row is also a behaviour."""
+    path = _write(tmp_path, simple_log(n_users=1, per_user=4))
+    ds = load_userlog(path, SIMPLE, min_history=1)
+    assert ds.log.n_behaviours == 4 and set(ds.samples.item) <= set(ds.log.item)
+
+
+def test_impression_errors(tmp_path: Path) -> None:
+    from logs import SPEC, write_click_log
+
+    log_path, _ = write_click_log(tmp_path, n_users=2)
+    imp = pd.read_csv(tmp_path / "impressions.csv")
+    with pytest.raises(UserLogError, match=r"impressions file .*nope.csv does not exist"):
+        load_userlog(log_path, {**SPEC, "impressions": "nope.csv"}, min_history=1)
+    imp.loc[3, "clicked"] = None
+    imp.to_csv(tmp_path / "impressions.csv", index=False)
+    with pytest.raises(UserLogError, match=r"impressions.csv: column 'clicked', row 3: empty"):
+        load_userlog(log_path, SPEC, min_history=1)
+    imp.drop(columns="clicked").to_csv(tmp_path / "impressions.csv", index=False)
+    with pytest.raises(UserLogError, match=r"impressions.csv: column 'clicked' \(label\) not"):
+        load_userlog(log_path, SPEC, min_history=1)
+    with pytest.raises(UserLogError, match=r"impression_columns: unknown role\(s\) \['click'\]"):
+        load_userlog(log_path, {**SPEC, "impression_columns": {"click": "c"}})
+
+
+def test_label_threshold(tmp_path: Path) -> None:
+    df = simple_log(n_users=2, per_user=6)
+    df["y"] = pd.Series([1, 5, 3, 4, 2, 4.5] * 2, dtype=object)  # ratings
+    spec = {**SIMPLE, "label_threshold": 4}
+    ds = load_userlog(_write(tmp_path, df), spec, min_history=1)
+    np.testing.assert_array_equal(ds.samples.label, [1, 0, 1, 0, 1] * 2)
+    df.loc[7, "y"] = "great"
+    with pytest.raises(UserLogError, match=r"row 7: label 'great' is not a number"):
+        load_userlog(_write(tmp_path, df), spec, min_history=1)
+    with pytest.raises(UserLogError, match="label_map or label_threshold, not both"):
+        load_userlog(_write(tmp_path, df), {**spec, "label_map": {5: 1}})
+
+
+def _early_and_late(tmp_path: Path) -> Path:
+    """User 0 active at times 0..19, user 1 only at 1000..1003: one sample per row."""
+    rows = [
+        {"u": u, "i": j, "t": 1000 * u + j, "y": j % 2, "c": j % 3}
+        for u, n in ((0, 20), (1, 4))
+        for j in range(n)
+    ]
+    return _write(tmp_path, pd.DataFrame(rows))
+
+
+def test_global_split_leaves_late_users_without_training(tmp_path: Path) -> None:
+    ds = load_userlog(_early_and_late(tmp_path), SIMPLE, min_history=0)
+    s = ds.samples
+    assert (s.user == 1).sum() == 4 and set(s.split[s.user == 1]) <= {1, 2}  # no training
+    assert_no_leakage(ds)
+
+
+def test_per_user_split(tmp_path: Path) -> None:
+    ds = load_userlog(_early_and_late(tmp_path), SIMPLE, min_history=0, split="per_user")
+    s = ds.samples
+    np.testing.assert_array_equal(s.split[s.user == 0], [0] * 16 + [1] * 2 + [2] * 2)  # 80/10/10
+    np.testing.assert_array_equal(s.split[s.user == 1], [0, 0, 1, 2])  # the late user trains
+    # a few samples per user: at least one test (n >= 2), one valid (n >= 3), one train
+    from twin_study.data.userlogs import per_user_split
+
+    users = np.repeat([0, 1, 2, 3], [1, 2, 3, 4])
+    np.testing.assert_array_equal(per_user_split(users, (0.8, 0.9)), [0, 0, 2, 0, 1, 2, 0, 0, 1, 2])
+    np.testing.assert_array_equal(per_user_split(np.zeros(3, int), (0.1, 0.2)), [0, 1, 2])
+    with pytest.raises(ValueError, match=r"split must be one of \('global', 'per_user'\)"):
+        load_userlog(_early_and_late(tmp_path), SIMPLE, split="random")
+
+
+def test_max_users(tmp_path: Path) -> None:
+    ds = load_userlog(
+        _write(tmp_path, simple_log(n_users=5, per_user=4)), SIMPLE, min_history=1, max_users=2
+    )
+    assert ds.n_users == 2 and ds.meta["user_raw_ids"].tolist() == [0, 1]
+
+
+def test_check_userlog_reads_only_headers(tmp_path: Path) -> None:
+    from logs import SPEC, write_click_log
+
+    from twin_study.data.userlogs import check_userlog
+
+    log_path, spec_path = write_click_log(tmp_path, n_users=2)
+    check_userlog(log_path, spec_path, {"min_history": 3, "split": "per_user"})
+    with pytest.raises(UserLogError, match="needs path="):
+        check_userlog("", spec_path, {})
+    with pytest.raises(UserLogError, match=r"log file .*missing.csv does not exist"):
+        check_userlog(tmp_path / "missing.csv", spec_path, {})
+    with pytest.raises(UserLogError, match=r"spec file .*nope.yaml does not exist"):
+        check_userlog(log_path, tmp_path / "nope.yaml", {})
+    with pytest.raises(ValueError, match=r"unknown userlog parameter\(s\) \['window'\]"):
+        check_userlog(log_path, spec_path, {"window": 3})
+    with pytest.raises(UserLogError, match=r"log.csv: column 'dwell' \(cross feature dwell\)"):
+        check_userlog(log_path, {**SPEC, "cross_features": {"dwell": "dwell"}}, {})
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(UserLogError, match="is empty"):
+        check_userlog(tmp_path / "empty.csv", spec_path, {})

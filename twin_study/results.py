@@ -27,14 +27,20 @@ RESULTS_NAME = "results.json"
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
 
-    Leaves the file untouched (mtime included) when it already holds exactly ``data``.
+    Leaves the file untouched (mtime included) when it already holds exactly ``data``. The
+    file gets the mode a plain ``open(path, "w")`` would give it: an existing file keeps its
+    mode, a new one gets 0666 minus the umask (typically 0644).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file() and path.read_bytes() == data:
         return path
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the temp file 0600 (it is private until renamed); without this
+        # chmod results, figures and tables would stay unreadable to group and others.
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
@@ -42,6 +48,19 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """Permission bits for writing ``path``: its current ones, else 0666 minus the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        pass
+    # The umask can only be read by setting it; set it back at once (process-wide, but the
+    # window is two system calls and nothing here runs threads that create files).
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -5,12 +5,19 @@ A run of profile P over notebooks ``notebooks/NN_*.ipynb`` (in NN order):
 1. resolve each notebook's parameters: ``profile`` and ``out_dir`` (always injected), then
    the profile's overrides from ``twin_study/profiles/<P>.yaml`` (``{stem: {name: value}}``),
    then ``-p name=value`` extras; every name is checked against the notebook's ``parameters``
-   cell (``papermill.inspect_notebook``) before anything executes;
+   cell (``papermill.inspect_notebook``) before anything executes. A profile override must
+   name a parameter of its notebook; a ``-p`` extra goes to the selected notebooks that
+   declare it and is an error only when none does (``-p n_users=50`` skips 01_complexity);
 2. skip a notebook whose stamp (sha256 of notebook source + parameters + package sources)
    matches and whose results.json exists, unless ``force``;
 3. execute it into a temp file, rename it to ``outputs/executed/P/<stem>.ipynb`` and write
-   the stamp; on failure keep ``<stem>.failed.ipynb`` for inspection, no stamp, no executed
-   copy, and stop: later notebooks are reported as not run.
+   the stamp; on failure keep ``<stem>.failed.ipynb`` for inspection, no stamp, and stop:
+   later notebooks are reported as not run. The executed copy of the last good run is left
+   in place (only a success replaces it).
+
+Output is one line per notebook (status and seconds); papermill's progress bars only with
+``progress=True`` (``--progress``), and the kernel's own start-up log (a warning that it
+talks TCP without encryption, on every start) is silenced: it is not about the study.
 
 The functions take ``root`` (the folder holding ``notebooks/``, ``figures/``, ``outputs/``)
 and ``profiles_dir`` so tests can run them on a scratch layout.
@@ -20,12 +27,15 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import hashlib
 import json
+import logging
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +49,16 @@ NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_\w+\.ipynb$")
 REQUIRED_PARAMETERS = ("profile", "out_dir")
 DEFAULT_TIMEOUT = 1800  # seconds per cell
 KERNEL_NAME = "python3"
+# The kernel logs "running over TCP without encryption" at WARNING on every start, and now and
+# then "KeyboardInterrupt caught in kernel" at ERROR when it is shut down after the last cell.
+# Neither is about the notebook; a kernel that dies is reported by nbclient (DeadKernelError).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+# Parameters that name the data sets a notebook loads: "dataset" (comma-separated) in 00 and
+# 03-05, "datasets" (a list) in 02; and those that carry a user's log (dataset "userlog").
+DATASET_PARAMETERS = ("dataset", "datasets")
+USERLOG_PARAMETERS = ("userlog_path", "userlog_spec", "userlog_params")
+# Packages of the execution machinery whose warnings and log records are not the study's.
+_MACHINERY = ("papermill", "nbclient", "nbformat", "jupyter_client", "jupyter_core", "zmq")
 
 # Parameter annotations whose values can be checked cheaply; anything else is passed through.
 _TYPE_CHECKS = {
@@ -74,6 +94,7 @@ class Job:
     parameters: dict[str, Any]
     out_dir: Path
     executed: Path  # executed copy, outputs/executed/<profile>/<stem>.ipynb
+    not_applied: tuple[str, ...] = ()  # -p names this notebook does not declare
 
     @property
     def stamp_path(self) -> Path:
@@ -244,6 +265,74 @@ def check_parameters(
             )
 
 
+def _value(name: str, values: Mapping[str, Any], declared: Mapping[str, Mapping[str, Any]]):
+    """A parameter's value for this run: given, else the notebook's saved default."""
+    if name in values:
+        return values[name]
+    try:
+        return ast.literal_eval(str(declared[name].get("default")))
+    except (ValueError, SyntaxError):
+        return None
+
+
+def check_data(
+    notebook: Notebook, values: dict[str, Any], declared: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Check the data a notebook will load before anything runs, so a typo fails in a second
+    rather than inside a notebook minutes in: the data set names are registered, and a user
+    log (data set ``userlog``) has its parameters, files, spec and options in order (the
+    files' header rows are read, not the whole log).
+
+    Relative ``userlog_path`` / ``userlog_spec`` values are made absolute here (in
+    ``values``), against the caller's folder: papermill runs the notebook in notebooks/.
+    """
+    from twin_study.data.registry import available, dataset_names
+
+    where = notebook.path.name
+    names: list[str] = []
+    for key in DATASET_PARAMETERS:
+        if key in declared:
+            try:
+                names += dataset_names(_value(key, values, declared))
+            except (ValueError, TypeError) as exc:
+                raise RunnerError(f"{where}: parameter {key!r}: {exc}") from exc
+    if not names:
+        return
+    unknown = [n for n in names if n not in available()]
+    if unknown:
+        raise RunnerError(
+            f"{where}: unknown data set(s) {', '.join(unknown)}; available: "
+            f"{', '.join(available())}"
+        )
+    for key in ("userlog_path", "userlog_spec"):
+        if isinstance(values.get(key), str) and values[key]:
+            values[key] = str(Path(values[key]).expanduser().resolve())
+    if "userlog" not in names:
+        return
+    missing = [k for k in USERLOG_PARAMETERS if k not in declared]
+    if missing:
+        raise RunnerError(
+            f"{where}: data set 'userlog' needs the parameters {', '.join(USERLOG_PARAMETERS)}; "
+            f"this notebook lacks {', '.join(missing)}"
+        )
+    from twin_study.data.userlogs import check_userlog
+
+    options = _value("userlog_params", values, declared) or {}
+    if not isinstance(options, Mapping):
+        raise RunnerError(f"{where}: userlog_params must be a mapping, got {options!r}")
+    try:
+        check_userlog(
+            _value("userlog_path", values, declared),
+            _value("userlog_spec", values, declared),
+            options,
+        )
+    except ValueError as exc:
+        raise RunnerError(
+            f"{where}: userlog: {exc} (set -p userlog_path=LOG -p userlog_spec=SPEC.yaml "
+            "and loader options as -p 'userlog_params={min_history: 5}')"
+        ) from exc
+
+
 def plan(
     notebooks: Sequence[Notebook],
     profile: str,
@@ -257,6 +346,9 @@ def plan(
 
     ``all_stems`` (default: the stems of ``notebooks``) are the notebooks that exist; a
     profile entry for any other stem is an error (a typo would silently do nothing).
+    ``extra`` (``-p``) names go to the notebooks that declare them: notebooks differ in their
+    parameters (01_complexity has no ``n_users``), so a name is an error only when no
+    notebook in ``notebooks`` declares it.
     """
     overrides = load_profile(profile, profiles_dir)
     known = set(all_stems if all_stems is not None else (nb.stem for nb in notebooks))
@@ -266,16 +358,28 @@ def plan(
             f"profile {profile!r} names unknown notebook(s): {', '.join(stray)}; "
             f"available: {', '.join(sorted(known)) or '(none)'}"
         )
-    jobs = []
+    extra = dict(extra or {})
+    jobs, declared_by = [], {}
     for nb in notebooks:
-        declared = inspect_parameters(nb)
+        declared = declared_by[nb] = inspect_parameters(nb)
         out_dir = paths.output_dir(profile, nb.stem, root)
         values = {"profile": profile, "out_dir": str(out_dir)}
         values.update(overrides.get(nb.stem, {}))
-        values.update(extra or {})
         check_parameters(nb, values, declared)
+        mine = {k: v for k, v in extra.items() if k in declared}
+        check_parameters(nb, mine, declared)
+        values.update(mine)
+        check_data(nb, values, declared)
         executed = paths.executed_dir(profile, root) / f"{nb.stem}.ipynb"
-        jobs.append(Job(nb, values, out_dir, executed))
+        not_applied = tuple(k for k in extra if k not in declared)
+        jobs.append(Job(nb, values, out_dir, executed, not_applied))
+    nobody = [k for k in extra if all(k in job.not_applied for job in jobs)]
+    if nobody and jobs:
+        have = "; ".join(f"{nb.path.name}: {', '.join(d)}" for nb, d in declared_by.items())
+        raise RunnerError(
+            f"unknown parameter(s) {', '.join(map(repr, nobody))}: no selected notebook has "
+            f"it ({have})"
+        )
     return jobs
 
 
@@ -337,34 +441,56 @@ def is_up_to_date(job: Job, digest: str) -> bool:
 # --- execution ---------------------------------------------------------------------------
 
 
-def execute(job: Job, *, cwd: Path, timeout: float = DEFAULT_TIMEOUT, progress: bool = True):
+@contextlib.contextmanager
+def _machinery_quiet(progress: bool) -> Iterator[None]:
+    """Hide the execution machinery's warnings and log records (not the notebook's own
+    output, which goes into the executed copy); with ``progress`` they stay."""
+    if progress:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _MACHINERY]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=rf"({'|'.join(_MACHINERY)})(\.|$)")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+
+def execute(job: Job, *, cwd: Path, timeout: float = DEFAULT_TIMEOUT, progress: bool = False):
     """Run one notebook with papermill; raise on failure with nothing marked as done.
 
     The executed copy is written to a temp name and renamed on success. On failure it is
-    kept as ``<stem>.failed.ipynb`` and any earlier copy and stamp are removed.
+    kept as ``<stem>.failed.ipynb``; the stamp is gone (the run is not up to date), but the
+    executed copy of the last good run stays.
     """
-    import papermill
+    with _machinery_quiet(progress):
+        import papermill
 
-    job.executed.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (job.stamp_path, job.failed_path):
-        stale.unlink(missing_ok=True)
-    partial = job.executed.with_name(f".{job.notebook.stem}.partial.ipynb")
-    try:
-        papermill.execute_notebook(
-            str(job.notebook.path),
-            str(partial),
-            parameters=dict(job.parameters),
-            kernel_name=KERNEL_NAME,
-            execution_timeout=timeout,
-            progress_bar=progress,
-            cwd=str(cwd),
-        )
-    except BaseException:
-        job.executed.unlink(missing_ok=True)
-        if partial.exists():
-            partial.replace(job.failed_path)
-        raise
-    partial.replace(job.executed)
+        job.executed.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (job.stamp_path, job.failed_path):
+            stale.unlink(missing_ok=True)
+        partial = job.executed.with_name(f".{job.notebook.stem}.partial.ipynb")
+        try:
+            papermill.execute_notebook(
+                str(job.notebook.path),
+                str(partial),
+                parameters=dict(job.parameters),
+                kernel_name=KERNEL_NAME,
+                execution_timeout=timeout,
+                progress_bar=progress,
+                cwd=str(cwd),
+                extra_arguments=KERNEL_ARGUMENTS,
+            )
+        except BaseException:
+            if partial.exists():
+                partial.replace(job.failed_path)
+            raise
+        partial.replace(job.executed)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -375,8 +501,8 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
-def _say(msg: str) -> None:
-    print(msg, flush=True)
+def _say(msg: str, end: str = "\n") -> None:
+    print(msg, end=end, flush=True)
 
 
 def run(
@@ -388,7 +514,7 @@ def run(
     extra: Mapping[str, Any] | None = None,
     root: Path | None = None,
     profiles_dir: Path | None = None,
-    progress: bool = True,
+    progress: bool = False,
 ) -> Summary:
     """Validate everything, then execute (or skip) the selected notebooks in order.
 
@@ -406,14 +532,21 @@ def run(
     width = max(len(j.notebook.stem) for j in jobs)
     where = jobs[0].executed.parent
     _say(f"profile {profile}: {len(jobs)} notebook(s); executed copies in {where}")
+    for name, stems in _not_applied(jobs).items():
+        _say(f"  (-p {name} is not a parameter of {', '.join(stems)}: not applied there)")
     for i, job in enumerate(jobs):
         stem = job.notebook.stem
         digest = job_digest(job, package)
         if not force and is_up_to_date(job, digest):
             summary.outcomes.append(Outcome(stem, "skipped"))
-            _say(f"  skip  {stem:<{width}}  up to date ({job.out_dir})")
+            _say(f"  {stem:<{width}}  skipped  up to date ({job.out_dir})")
             continue
-        _say(f"  run   {stem:<{width}}  ...")
+        # One line per notebook: the status completes the line once the notebook is done.
+        # papermill's progress bars, when asked for, need lines of their own: then the
+        # status line is written whole afterwards.
+        head = f"  {stem:<{width}}  "
+        _say(f"{head}running" if progress else head, end="\n" if progress else "")
+        head = head if progress else ""
         t0 = time.perf_counter()
         try:
             execute(job, cwd=nb_dir, timeout=timeout, progress=progress)
@@ -421,18 +554,18 @@ def run(
             seconds = time.perf_counter() - t0
             error = describe_error(exc)
             summary.outcomes.append(Outcome(stem, "failed", seconds, error))
-            _say(f"  FAIL  {stem:<{width}}  {seconds:.1f} s\n        {error}")
+            _say(f"{head}FAILED   {seconds:.1f} s\n      {error}")
             if job.failed_path.exists():
-                _say(f"        executed notebook with the error: {job.failed_path}")
+                _say(f"      executed notebook with the error: {job.failed_path}")
             summary.outcomes += [Outcome(j.notebook.stem, "not run") for j in jobs[i + 1 :]]
             for rest in jobs[i + 1 :]:
-                _say(f"  --    {rest.notebook.stem:<{width}}  not run")
+                _say(f"  {rest.notebook.stem:<{width}}  not run")
             break
         seconds = time.perf_counter() - t0
         stamp = {"sha256": digest, "parameters": job.parameters, "seconds": round(seconds, 1)}
         atomic_write_bytes(job.stamp_path, json.dumps(stamp, indent=2, default=str).encode())
         summary.outcomes.append(Outcome(stem, "ran", seconds))
-        _say(f"  done  {stem:<{width}}  {seconds:.1f} s")
+        _say(f"{head}ran      {seconds:.1f} s")
     total = time.perf_counter() - started
     _say(
         f"{summary.count('ran')} ran, {summary.count('skipped')} skipped, "
@@ -442,23 +575,36 @@ def run(
     return summary
 
 
+def _not_applied(jobs: Sequence[Job]) -> dict[str, list[str]]:
+    """``{-p name: [stems of the notebooks that do not declare it]}``."""
+    out: dict[str, list[str]] = {}
+    for job in jobs:
+        for name in job.not_applied:
+            out.setdefault(name, []).append(job.notebook.stem)
+    return out
+
+
 def list_notebooks(
     profile: str = paths.QUICK,
     only: Iterable[str] | None = None,
     *,
     root: Path | None = None,
     profiles_dir: Path | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Print the notebooks, their state for ``profile`` and the profile's overrides."""
-    nb_dir, jobs = prepare(profile, only, root=root, profiles_dir=profiles_dir)
-    overrides = load_profile(profile, profiles_dir)
+    """Print the notebooks, their state for ``profile`` with the ``extra`` (``-p``)
+    parameters, exactly as ``run`` would judge it, and the parameters that differ from the
+    saved defaults (profile overrides and extras)."""
+    nb_dir, jobs = prepare(profile, only, root=root, profiles_dir=profiles_dir, extra=extra)
     package = package_digest()
     _say(f"notebooks in {nb_dir} (profile {profile}):")
     for job in jobs:
         state = "up to date" if is_up_to_date(job, job_digest(job, package)) else "to run"
-        changed = overrides.get(job.notebook.stem, {})
-        extra = "  " + ", ".join(f"{k}={v!r}" for k, v in changed.items()) if changed else ""
-        _say(f"  {job.notebook.stem:<24} {state:<10}{extra}")
+        changed = {k: v for k, v in job.parameters.items() if k not in REQUIRED_PARAMETERS}
+        shown = "  " + ", ".join(f"{k}={v!r}" for k, v in changed.items()) if changed else ""
+        _say(f"  {job.notebook.stem:<24} {state:<10}{shown}")
+    for name, stems in _not_applied(jobs).items():
+        _say(f"  (-p {name} is not a parameter of {', '.join(stems)}: not applied there)")
     if not jobs:
         _say("  (none)")
 
@@ -494,24 +640,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="extra parameter for every selected notebook, value parsed as YAML; repeatable",
+        help="extra parameter for the selected notebooks that have it (an error if none "
+        "has it), value parsed as YAML; repeatable",
     )
     parser.add_argument(
-        "--list", action="store_true", help="list the notebooks and their state, run nothing"
+        "--list",
+        action="store_true",
+        help="list the notebooks and their state (with the -p values), run nothing",
+    )
+    parser.add_argument(
+        "--progress", action="store_true", help="show papermill's per-cell progress bars"
     )
 
 
 def main(args: argparse.Namespace) -> int:
     try:
+        extra = parse_assignments(args.param)
         if args.list:
-            list_notebooks(args.profile, args.only)
+            list_notebooks(args.profile, args.only, extra=extra)
             return 0
         summary = run(
             args.profile,
             args.only,
             force=args.force,
             timeout=args.timeout,
-            extra=parse_assignments(args.param),
+            extra=extra,
+            progress=args.progress,
         )
     except RunnerError as exc:
         print(f"twin-study run: error: {exc}", file=sys.stderr)

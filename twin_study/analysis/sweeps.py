@@ -8,7 +8,7 @@ The pieces:
 
 * the paper's Table 4 (``PAPER_TABLE4``, ``TABLE4_ORDER``) and the models' labels;
 * ``configs`` / ``model_config`` / ``train_config``: validated configs from notebook
-  parameters; ``load_all``: the notebooks' data sets;
+  parameters (the notebooks' data sets come from ``twin_study.data.load_datasets``);
 * ``Setting``: a labelled ``ModelConfig`` plus tag columns (``{"long_len": 1000}``), and
   ``table4_settings`` for the nine models of the paper's Table 4;
 * ``sweep``: one tidy row per (setting, seed) with AUC / GAUC / LogLoss and training facts;
@@ -128,41 +128,6 @@ def configs(params: Mapping[str, Any], **train_defaults: Any):
     model = model_config(**{k: v for k, v in params.items() if k in model_fields})
     train = {**train_defaults, **{k: v for k, v in params.items() if k in train_fields}}
     return model, train_config(**train)
-
-
-def dataset_names(spec: str) -> list[str]:
-    """``"synthetic, movielens-1m"`` -> ``["synthetic", "movielens-1m"]`` (order kept, no
-    duplicates, at least one)."""
-    names = list(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
-    if not names:
-        raise ValueError(f"no data set named in {spec!r}")
-    return names
-
-
-def load_data(
-    name: str,
-    *,
-    n_users: int,
-    history_len: int,
-    seed: int = 0,
-    max_users: int = 0,
-    synthetic: Mapping[str, Any] | None = None,
-):
-    """The notebooks' data: synthetic with ``n_users`` / ``history_len`` / ``seed`` and any
-    further SyntheticConfig fields in ``synthetic``; any other source with its first
-    ``max_users`` users (0 = all)."""
-    from ..data import load_dataset
-
-    if name == "synthetic":
-        params = {"n_users": n_users, "history_len": history_len, "seed": seed}
-        return load_dataset(name, **{**params, **dict(synthetic or {})})
-    return load_dataset(name, max_users=max_users or None)
-
-
-def load_all(spec: str, **params: Any) -> dict[str, Any]:
-    """``{name: Dataset}`` for every name in ``spec`` (see ``dataset_names``); ``params`` as
-    for ``load_data``."""
-    return {name: load_data(name, **params) for name in dataset_names(spec)}
 
 
 def bayes_auc_or_none(ds) -> float | None:

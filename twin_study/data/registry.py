@@ -5,7 +5,7 @@ Notebooks take a ``dataset`` parameter and call this, so every notebook runs on 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -27,12 +27,47 @@ def available() -> list[str]:
     return sorted(_LOADERS)
 
 
-def load_dataset(name: str, **params: Any) -> Dataset:
-    """Load data set ``name`` with loader parameters; unknown names or parameters are errors."""
+def load_dataset(name: str, /, **params: Any) -> Dataset:
+    """Load data set ``name`` with loader parameters; unknown names or parameters are errors.
+
+    ``name`` is positional-only so that a loader parameter called ``name`` (the userlog's
+    display name) reaches the loader instead of clashing with it.
+    """
     _import_loaders()
     if name not in _LOADERS:
         raise ValueError(f"unknown data set {name!r}; available: {', '.join(sorted(_LOADERS))}")
     return _LOADERS[name](**params)
+
+
+def dataset_names(spec: str | Sequence[str]) -> list[str]:
+    """``"synthetic, userlog"`` or ``["synthetic", "userlog"]`` -> the names, in order, without
+    duplicates; at least one."""
+    parts = spec.split(",") if isinstance(spec, str) else [str(n) for n in spec]
+    names = list(dict.fromkeys(n.strip() for n in parts if n.strip()))
+    if not names:
+        raise ValueError(f"no data set named in {spec!r}")
+    return names
+
+
+def load_datasets(
+    spec: str | Sequence[str],
+    params: Mapping[str, Mapping[str, Any]],
+    default: Mapping[str, Any] | None = None,
+) -> dict[str, Dataset]:
+    """The data sets named in ``spec`` (see ``dataset_names``), each loaded with
+    ``params[name]``, or ``default`` for a name without an entry (the notebooks give
+    MovieLens its ``max_users`` that way).
+
+    Keyed by each Dataset's own ``name``, the name its training runs and tables carry: the
+    source's name, except a user log's (its file stem, or its ``name`` option).
+    """
+    out: dict[str, Dataset] = {}
+    for source in dataset_names(spec):
+        ds = load_dataset(source, **dict(params.get(source, default or {})))
+        if ds.name in out:
+            raise ValueError(f"two data sets are both named {ds.name!r}; pass name= to one")
+        out[ds.name] = ds
+    return out
 
 
 @register("synthetic")

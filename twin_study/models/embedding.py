@@ -15,7 +15,6 @@ from torch import nn
 
 from ..data.schema import ItemTable
 
-
 # Largest (requests x items) count matrix ``inherent_mean`` builds densely (64 MiB of float32).
 DENSE_COUNTS_MAX = 1 << 24
 
