@@ -67,23 +67,26 @@ class SdimLinear(nn.Module):
 
     def forward(self, emb: FeatureEmbedder, x: GsuInput) -> torch.Tensor:
         table = self.gsu.buckets()  # (n_items + 1, G)
-        n_b = 2**self.gsu.tau
+        n_b, G = 2**self.gsu.tau, self.gsu.groups
         tgt = table[x.target]  # (B, G)
+        offset = n_b * torch.arange(x.n_req, device=tgt.device)[:, None]  # (R, 1)
+        # Bucket sums per request and group: (G, R * 2^tau, H). Each chunk's K_h is gathered
+        # once and added into all G groups' buckets (every behaviour lands in one bucket per
+        # group: the O(L G H) cost of the original SDIM aggregation).
+        sums: list[torch.Tensor | None] = [None] * G
+        for lo in range(0, x.length, x.chunk):
+            items = x.hist_item[:, lo : lo + x.chunk]
+            k_h = (emb.inherent(items) * x.valid[:, lo : lo + x.chunk, None]).flatten(0, 1)
+            bucket = table[items] + offset[..., None]  # (R, c, G)
+            for g in range(G):
+                part = k_h.new_zeros(x.n_req * n_b, k_h.shape[-1])
+                part = part.index_add(0, bucket[..., g].flatten(), k_h)
+                sums[g] = part if sums[g] is None else sums[g] + part
         out = 0.0
-        for g in range(self.gsu.groups):
-            # Bucket sums per request: (R * 2^tau, H), one index_add over the L behaviours.
-            sums = None
-            for lo in range(0, x.length, x.chunk):
-                items = x.hist_item[:, lo : lo + x.chunk]
-                k_h = emb.inherent(items) * x.valid[:, lo : lo + x.chunk, None]
-                bucket = table[items, g] + n_b * torch.arange(x.n_req, device=items.device)[:, None]
-                part = torch.zeros(x.n_req * n_b, k_h.shape[-1], device=k_h.device).index_add(
-                    0, bucket.flatten(), k_h.flatten(0, 1)
-                )
-                sums = part if sums is None else sums + part
-            v = sums[x.req * n_b + tgt[:, g]]  # (B, H): the target's colliding bucket
+        for g in range(G):
+            v = sums[g][x.req * n_b + tgt[:, g]]  # (B, H): the target's colliding bucket
             out = out + F.normalize(v, dim=-1)
-        return self.proj(out / self.gsu.groups)
+        return self.proj(out / G)
 
 
 class CTRModel(nn.Module):
