@@ -22,6 +22,7 @@ import argparse
 import ast
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -499,10 +500,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--list", action="store_true", help="list the notebooks and their state, run nothing"
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="train the sweeps' missing runs in N worker processes, one thread each "
+        "(sets $TWIN_STUDY_JOBS for the notebooks; default: 1, one after another)",
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="train them on a Dask cluster: a scheduler address (tcp://host:8786) or 'local' "
+        "for a LocalCluster of --jobs workers (sets $TWIN_STUDY_DASK)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     try:
+        if args.jobs is not None or args.dask:
+            # Checked here, before anything runs; the notebooks' kernels inherit the variables
+            # and their sweeps read them as defaults (twin_study.training.parallel).
+            from twin_study.training.parallel import ParallelConfig
+
+            try:
+                os.environ.update(ParallelConfig.resolve(args.jobs, args.dask).to_env())
+            except ValueError as exc:
+                raise RunnerError(str(exc)) from exc
         if args.list:
             list_notebooks(args.profile, args.only)
             return 0

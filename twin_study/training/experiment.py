@@ -155,8 +155,24 @@ def run(
                          saved["train_config"], key, cached=True)  # fmt: skip
     t0 = time.perf_counter()
     tr: TrainResult = fit(net, ds, train)
+    return record(net, ds, model, train, tr, t0, cache)
+
+
+def record(
+    net: CTRModel,
+    ds: Dataset,
+    model: ModelConfig,
+    train: TrainConfig,
+    tr: TrainResult,
+    started: float,
+    cache: bool = True,
+) -> RunResult:
+    """Evaluate a freshly trained model on valid and test and store the run in the cache
+    (also used by ``training.distributed``, whose rank 0 records what all ranks trained).
+    ``started``: ``time.perf_counter()`` when training began."""
+    key = run_key(ds, model, train)
     metrics = {s: evaluate(net, ds, s, train) for s in ("valid", "test")}
-    train_info = dataclasses.asdict(tr) | {"wall_seconds": time.perf_counter() - t0}
+    train_info = dataclasses.asdict(tr) | {"wall_seconds": time.perf_counter() - started}
     result = RunResult(net, metrics, train_info, model.to_dict(), train.to_dict(), key, False)
     if cache:
         buf = io.BytesIO()

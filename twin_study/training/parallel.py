@@ -71,6 +71,10 @@ class ParallelConfig:
     def serial(self) -> bool:
         return self.jobs == 1 and not self.dask
 
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that make ``resolve()`` return this config."""
+        return {JOBS_ENV: str(self.jobs), DASK_ENV: self.dask}
+
     @classmethod
     def resolve(cls, jobs: int | None = None, dask: str | None = None) -> ParallelConfig:
         """Explicit values, else ``$TWIN_STUDY_JOBS`` / ``$TWIN_STUDY_DASK``, else serial."""
@@ -188,7 +192,8 @@ _CLIENTS: dict[tuple[str, int], object] = {}
 
 def dask_client(address: str, jobs: int = 2):
     """A ``dask.distributed.Client`` for ``address`` (``"local"``: a LocalCluster of ``jobs``
-    single-threaded worker processes), kept for the life of this process."""
+    single-threaded worker processes, one per core when ``jobs`` is 1), kept for the life of
+    this process."""
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - a declared dependency
@@ -201,7 +206,10 @@ def dask_client(address: str, jobs: int = 2):
         return client
     if address == LOCAL:
         cluster = LocalCluster(
-            n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=jobs if jobs > 1 else os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
         )
         client = Client(cluster)
     else:
@@ -217,11 +225,9 @@ def dask_client(address: str, jobs: int = 2):
     return client
 
 
-def _dask_results(ds: Dataset, wave: list[_Task], client, given) -> Iterator[tuple]:
+def _dask_results(data, wave: list[_Task], client, given) -> Iterator[tuple]:
     from distributed import as_completed
 
-    # The data set goes to every worker once, not with each task.
-    data = client.scatter(ds, broadcast=True)
     futures = [
         client.submit(
             train_task, data, t.model, t.train, {k: given[k] for k in t.needs}, pure=False
@@ -261,6 +267,10 @@ def train_missing(
     if not todo:
         return set()
     client = dask_client(cfg.dask, cfg.jobs) if cfg.dask else None
+    # Dask: the data set goes to every worker once, not with each task; this future keeps it
+    # there until the last wave (a unique key: a re-scatter under the same one could race
+    # with the release of this one).
+    data = client.scatter(ds, broadcast=True, hash=False) if client is not None else None
     where = f"Dask {cfg.dask}" if cfg.dask else f"{cfg.jobs} processes"
     bar = tqdm(total=todo, desc=f"train {ds.name} ({where})", disable=not progress)
     trained: set[str] = set()
@@ -270,7 +280,7 @@ def train_missing(
             for key in {k for t in wave for k in t.needs}:
                 given[key] = _read_entry(key)
             results = (
-                _dask_results(ds, wave, client, given)
+                _dask_results(data, wave, client, given)
                 if client is not None
                 else _joblib_results(ds, wave, cfg.jobs, given)
             )
