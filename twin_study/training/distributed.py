@@ -19,7 +19,8 @@ identical numbers, so the ranks agree without talking); rank 0 alone evaluates t
 model on valid and test and writes the run into the results cache under the same key as a
 single-process run of the same configuration: the process count is how a run is computed,
 not what it is. Prerequisite runs (SIM Soft's DIN, the Para-Con ablation's auxiliary TWIN)
-are trained first, data-parallel as well.
+are trained first, data-parallel as well. In the stored training facts, ``samples_per_second``
+counts all ranks and each epoch's ``train_loss`` is rank 0's (the mean over its slices).
 """
 
 from __future__ import annotations

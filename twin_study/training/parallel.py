@@ -55,7 +55,9 @@ class ParallelConfig:
     """Where the runs of a sweep are trained."""
 
     jobs: int = 1  # worker processes (joblib) or LocalCluster workers (dask="local"); 1 = serial
-    dask: str = ""  # "" = joblib on this machine; "local" or a scheduler address "tcp://host:8786"
+    # "" = joblib on this machine; "local"; or a scheduler address "tcp://host:8786" (its
+    # workers decide the parallelism there, and jobs is not used)
+    dask: str = ""
 
     def validate(self) -> ParallelConfig:
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
@@ -231,7 +233,7 @@ def _dask_results(data, wave: list[_Task], client, given) -> Iterator[tuple]:
     futures = [
         client.submit(
             train_task, data, t.model, t.train, {k: given[k] for k in t.needs}, pure=False
-        )  # fmt: skip
+        )
         for t in wave
     ]
     for fut in as_completed(futures):
