@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("twin_study.data.cli", "fetch data sets (MovieLens) and print their summaries"),
     "report": ("twin_study.report", "regenerate README.md's results section from figures/"),
     "bench": ("twin_study.bench", "time CP-GSU scoring, raw MHTA vs TWIN, side by side"),
+    "train": ("twin_study.training.distributed", "train one run; data-parallel under torchrun"),
 }
 
 

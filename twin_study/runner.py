@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -651,11 +652,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--progress", action="store_true", help="show papermill's per-cell progress bars"
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="train the sweeps' missing runs in N worker processes, one thread each "
+        "(sets $TWIN_STUDY_JOBS for the notebooks; default: 1, one after another)",
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="train them on a Dask cluster: a scheduler address (tcp://host:8786) or 'local' "
+        "for a LocalCluster of --jobs workers (sets $TWIN_STUDY_DASK)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         extra = parse_assignments(args.param)
+        if args.jobs is not None or args.dask:
+            # Checked here, before anything runs; the notebooks' kernels inherit the variables
+            # and their sweeps read them as defaults (twin_study.training.parallel).
+            from twin_study.training.parallel import ParallelConfig
+
+            try:
+                os.environ.update(ParallelConfig.resolve(args.jobs, args.dask).to_env())
+            except ValueError as exc:
+                raise RunnerError(str(exc)) from exc
         if args.list:
             list_notebooks(args.profile, args.only, extra=extra)
             return 0

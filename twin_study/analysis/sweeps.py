@@ -214,6 +214,8 @@ def sweep(
     split: str = "test",
     progress: bool = True,
     runner: Callable | None = None,
+    jobs: int | None = None,
+    dask: str | None = None,
 ) -> pd.DataFrame:
     """Train (or load from the results cache) every setting with every seed.
 
@@ -221,15 +223,25 @@ def sweep(
     gauc, logloss, n, best_epoch, train_seconds, samples_per_second, cached, key``.
     ``train`` is a TrainConfig whose ``seed`` is replaced by each seed; ``runner`` (default
     ``twin_study.training.run``) is there for tests.
+
+    ``jobs`` / ``dask``: runs missing from the results cache are first trained in ``jobs``
+    worker processes or on a Dask cluster (``training.parallel``; default from
+    ``$TWIN_STUDY_JOBS`` / ``$TWIN_STUDY_DASK``, else one after another in this process),
+    then every row is read from the cache; ``cached`` is False for the runs trained here.
     """
-    if runner is None:
-        from ..training.experiment import run as runner
     from tqdm.auto import tqdm
 
     seeds = list(seeds)
-    jobs = [(s, seed) for s in settings for seed in seeds]
+    pairs = [(s, seed) for s in settings for seed in seeds]
+    trained: set[str] = set()
+    if runner is None:  # a custom runner (tests) always runs in this process
+        from ..training.experiment import run as runner
+        from ..training.parallel import train_missing
+
+        runs = [(s.model, dataclasses.replace(train, seed=seed)) for s, seed in pairs]
+        trained = train_missing(ds, runs, jobs=jobs, dask=dask, progress=progress)
     rows = []
-    bar = tqdm(jobs, desc=f"sweep {ds.name}", disable=not progress)
+    bar = tqdm(pairs, desc=f"sweep {ds.name}", disable=not progress)
     for setting, seed in bar:
         bar.set_postfix_str(f"{setting.label} seed {seed}")
         res = runner(ds, setting.model, dataclasses.replace(train, seed=seed))
@@ -246,7 +258,7 @@ def sweep(
                 "best_epoch": res.train.get("best_epoch"),
                 "train_seconds": res.train.get("train_seconds"),
                 "samples_per_second": res.train.get("samples_per_second"),
-                "cached": res.cached,
+                "cached": res.cached and res.key not in trained,
                 "key": res.key,
             }
         )

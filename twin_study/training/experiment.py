@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,17 +77,59 @@ def runs_dir() -> Path:
     return path
 
 
-def _extras(ds: Dataset, model: ModelConfig, train: TrainConfig, cache: bool) -> dict[str, Any]:
+def prerequisites(model: ModelConfig, train: TrainConfig) -> list[tuple[ModelConfig, TrainConfig]]:
+    """The runs that ``run(ds, model, train)`` trains (or loads) first, in that order.
+
+    Parallel sweeps (``training.parallel``) train these in an earlier wave, so that two
+    workers never train the same prerequisite at the same time."""
     m = model.long_module
     if m in ("sim_soft", "sim_cluster"):
-        din = dataclasses.replace(model, long_module="din", n_clusters=100)
-        pre = run(ds, din, train, cache=cache)
-        return {"item_vectors": pre.model.emb.item_emb["item"].weight.detach().cpu().numpy()}
+        return [(dataclasses.replace(model, long_module="din", n_clusters=100), train)]
     if m == "twin_no_paracon":
-        aux_cfg = dataclasses.replace(model, long_module="twin")
         aux_train = dataclasses.replace(train, seed=train.seed + AUX_SEED_OFFSET)
-        return {"gsu_source": run(ds, aux_cfg, aux_train, cache=cache).model}
+        return [(dataclasses.replace(model, long_module="twin"), aux_train)]
+    return []
+
+
+def _extras(ds: Dataset, model: ModelConfig, train: TrainConfig, cache: bool) -> dict[str, Any]:
+    pre = [run(ds, m, t, cache=cache) for m, t in prerequisites(model, train)]
+    if model.long_module in ("sim_soft", "sim_cluster"):
+        return {"item_vectors": pre[0].model.emb.item_emb["item"].weight.detach().cpu().numpy()}
+    if model.long_module == "twin_no_paracon":
+        return {"gsu_source": pre[0].model}
     return {}
+
+
+def is_cached(key: str) -> bool:
+    """Whether the results cache holds the finished run ``key`` (result.json marks it)."""
+    folder = runs_dir() / key
+    return (folder / "result.json").exists() and (folder / "model.pt").exists()
+
+
+def store_run(key: str, files: dict[str, bytes]) -> None:
+    """Write a finished run's files (``model.pt``, ``result.json``) as one atomic step.
+
+    They go into a uniquely named temp folder next to it, which is renamed to ``folder``:
+    readers see a whole entry or none, and when two processes finish the same key
+    (parallel workers, a DDP run beside a sweep) the first rename wins and the other's copy
+    is dropped, so model.pt and result.json always come from the same run. A folder left
+    unfinished by an older version or a crash is replaced."""
+    folder = runs_dir() / key
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache entry should not be
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        for _ in range(2):
+            try:
+                os.rename(tmp, folder)  # fails when folder exists and is not empty
+                return
+            except OSError:
+                if is_cached(key):
+                    return  # another process finished this key first
+                shutil.rmtree(folder, ignore_errors=True)  # an unfinished leftover
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(
@@ -100,7 +146,7 @@ def run(
     extras = _extras(ds, model, train, cache)
     seed_everything(train.seed)
     net = build_model(model, ds, **extras)
-    if cache and (folder / "result.json").exists() and (folder / "model.pt").exists():
+    if cache and is_cached(key):
         saved = json.loads((folder / "result.json").read_text())
         net.load_state_dict(torch.load(folder / "model.pt", map_location=train.device))
         net.to(train.device)
@@ -109,17 +155,30 @@ def run(
                          saved["train_config"], key, cached=True)  # fmt: skip
     t0 = time.perf_counter()
     tr: TrainResult = fit(net, ds, train)
+    return record(net, ds, model, train, tr, t0, cache)
+
+
+def record(
+    net: CTRModel,
+    ds: Dataset,
+    model: ModelConfig,
+    train: TrainConfig,
+    tr: TrainResult,
+    started: float,
+    cache: bool = True,
+) -> RunResult:
+    """Evaluate a freshly trained model on valid and test and store the run in the cache
+    (also used by ``training.distributed``, whose rank 0 records what all ranks trained).
+    ``started``: ``time.perf_counter()`` when training began."""
+    key = run_key(ds, model, train)
     metrics = {s: evaluate(net, ds, s, train) for s in ("valid", "test")}
-    train_info = dataclasses.asdict(tr) | {"wall_seconds": time.perf_counter() - t0}
+    train_info = dataclasses.asdict(tr) | {"wall_seconds": time.perf_counter() - started}
     result = RunResult(net, metrics, train_info, model.to_dict(), train.to_dict(), key, False)
     if cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "model.pt.tmp"
-        torch.save(net.state_dict(), tmp)
-        tmp.replace(folder / "model.pt")
+        buf = io.BytesIO()
+        torch.save(net.state_dict(), buf)
         payload = {"metrics": metrics, "train": train_info, "model_config": model.to_dict(),
                    "train_config": train.to_dict()}  # fmt: skip
-        tmp = folder / "result.json.tmp"
-        tmp.write_text(json.dumps(payload, indent=2, default=float))
-        tmp.replace(folder / "result.json")  # written last: its presence marks a finished run
+        result_json = json.dumps(payload, indent=2, default=float).encode()
+        store_run(key, {"model.pt": buf.getvalue(), "result.json": result_json})
     return result

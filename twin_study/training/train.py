@@ -126,8 +126,13 @@ def evaluate(model: CTRModel, ds: Dataset, split: str, cfg: TrainConfig) -> dict
     return all_metrics(s.user[idx], s.label[idx], prob)
 
 
-def fit(model: CTRModel, ds: Dataset, cfg: TrainConfig) -> TrainResult:
-    """Train with early stopping on validation AUC; the model ends at its best epoch."""
+def fit(
+    model: CTRModel, ds: Dataset, cfg: TrainConfig, builder: SampleBuilder | None = None
+) -> TrainResult:
+    """Train with early stopping on validation AUC; the model ends at its best epoch.
+
+    ``builder`` makes the training batches (default ``builder_for``); data-parallel training
+    passes one that builds only its rank's shard of each batch (``training.distributed``)."""
     cfg = cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -137,7 +142,7 @@ def fit(model: CTRModel, ds: Dataset, cfg: TrainConfig) -> TrainResult:
     if cfg.max_train_samples and cfg.max_train_samples < len(train_idx):
         rng = np.random.default_rng(cfg.seed)
         train_idx = np.sort(rng.choice(train_idx, cfg.max_train_samples, replace=False))
-    builder = builder_for(model, ds)
+    builder = builder or builder_for(model, ds)
     opts = make_optimizers(model, cfg)
     result = TrainResult()
     best_auc, best_state, bad = -1.0, None, 0
