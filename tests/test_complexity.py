@@ -121,9 +121,28 @@ def test_bench_prints_side_by_side_table(capsys):
 
 
 def test_train_probe_in_a_subprocess():
-    r = cx.train_probe_subprocess(L=64, batch_size=16, steps=1, threads=1)
+    from twin_study.analysis import throughput as tp
+
+    r = tp.train_probe_subprocess(L=64, batch_size=16, steps=1, threads=1)
     assert r["L"] == 64 and r["steps"] == 1 and len(r["step_s"]) == 1
+    assert r["long_module"] == "twin" and r["impl"] == "fast" and r["threads"] == 1
     assert r["samples_per_s"] > 0 and r["peak_rss_mb"] > 50  # a whole Python + torch process
+
+
+def test_train_throughput_side_by_side():
+    from twin_study.analysis import throughput as tp
+
+    df = tp.train_throughput(["twin", "sim_soft"], [64], batch_size=16, steps=1, progress=False)
+    assert len(df) == 4 and set(df.impl) == {"fast", "reference"}
+    wide = tp.side_by_side(df)
+    assert list(wide.long_module) == ["twin", "sim_soft"]
+    assert (wide.speedup > 0).all() and wide.loc[wide.long_module == "twin", "vs_twin"].item() == 1
+    text = tp.format_side_by_side(wide)
+    assert "speed-up" in text and "vs TWIN" in text
+    with pytest.raises(ValueError, match="unknown module"):
+        tp.train_throughput(["twinn"], [64])
+    with pytest.raises(ValueError, match="unknown impl"):
+        tp.train_throughput(["twin"], [64], impls=["slow"])
 
 
 def test_complexity_claims_verdicts_follow_the_numbers():

@@ -1,12 +1,17 @@
-"""``twin-study bench``: CP-GSU scoring cost, raw MHTA vs TWIN, side by side.
+"""``twin-study bench``: CP-GSU scoring cost and training throughput, side by side.
 
-The table of notebooks/01_complexity.ipynb outside the notebook: for each history length L,
-one request with B candidates (each ``--candidates``) and a training batch, the wall time
-(median of ``--repeats``), the FLOPs and the peak memory of scoring the L behaviours with raw
-MHTA (``live_scores``: projects [K_h, K_c] of every behaviour) and with TWIN (``CpGSU.scores``:
-reads K_h W^h from the item cache), and their ratios::
+The tables of notebooks/01_complexity.ipynb outside the notebook:
+
+1. scoring: for each history length L, one request with B candidates (each ``--candidates``)
+   and a training batch, the wall time (median of ``--repeats``), the FLOPs and the peak
+   memory of scoring the L behaviours with raw MHTA (``live_scores``: projects [K_h, K_c] of
+   every behaviour) and with TWIN (``CpGSU.scores``: reads K_h W^h from the item cache), and
+   their ratios; then TWIN's fast path (scoring fused with the top-k) against the roofline;
+2. training: samples/s and peak RSS of every lifelong module (``--modules``) at each
+   ``--train-L``, fast path beside the reference path, each probe in its own process.
 
     twin-study bench --L 1000 1e4 --candidates 1 100 --repeats 5
+    twin-study bench --train-L 1e4 --modules twin avg_pool sim_hard
     twin-study bench --device cuda --L 1e4 1e5
 """
 
@@ -76,7 +81,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="timed calls per point, median reported (default: %(default)s)",
     )
     parser.add_argument(
-        "--threads", type=int, default=0, help="torch intra-op threads; 0 = torch's default"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: stable timings on a shared machine; "
+        "0 = torch's default)",
+    )
+    parser.add_argument(
+        "--train-L",
+        nargs="*",
+        type=history_length,
+        default=[1000, 10_000],
+        metavar="L",
+        help="history lengths of the training-throughput probes; none = skip them "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--modules",
+        nargs="+",
+        default=None,
+        metavar="MODULE",
+        help="lifelong modules of the training probes (default: all of them)",
+    )
+    parser.add_argument(
+        "--train-steps", type=positive, default=3, help="timed steps per probe (default 3)"
     )
     parser.add_argument("--heads", type=positive, default=4, help="attention heads (default 4)")
     parser.add_argument("--d-k", type=positive, default=16, help="key size per head (default 16)")
@@ -89,9 +117,16 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from twin_study.analysis import complexity as cx
+    from twin_study.models import LONG_MODULES
 
     if args.train_batch < 0:
         print("twin-study bench: error: --train-batch must be >= 0", file=sys.stderr)
+        return 2
+    modules = args.modules or list(LONG_MODULES)
+    unknown = sorted(set(modules) - set(LONG_MODULES))
+    if unknown:
+        print(f"twin-study bench: error: unknown module(s) {unknown}; choose from "
+              f"{sorted(LONG_MODULES)}", file=sys.stderr)  # fmt: skip
         return 2
     try:
         device = cx.resolve_device(args.device)
@@ -110,4 +145,23 @@ def main(args: argparse.Namespace) -> int:
     print(cx.format_side_by_side(cx.side_by_side(scoring)))
     print("speed-up = raw time / TWIN time; FLOP ratio = raw FLOPs / TWIN FLOPs (analytic); "
           "MiB = peak tensor memory allocated by the call")  # fmt: skip
+    peaks = cx.machine_peaks(device)
+    fast = cx.measure_fast_select(models, scoring, peaks, repeats=args.repeats)
+    print(f"\nTWIN fast path (scoring alone, and fused with the merged top-100) against the "
+          f"scoring roofline "
+          f"(matmul {peaks['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s, "
+          f"copy {peaks['copy_bytes_per_s'] / 1e9:.1f} GB/s):")  # fmt: skip
+    cols = ["setting", "L", "B", "method", "time_s", "flops_per_s", "roofline_fraction"]
+    print(fast[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.train_L:
+        from twin_study.analysis import throughput as tp
+
+        print(f"\nTraining throughput, batch {args.train_batch or 256}, {args.threads} thread(s), "
+              f"{args.train_steps} timed steps per probe, each in its own process:")  # fmt: skip
+        df = tp.train_throughput(modules, args.train_L, batch_size=args.train_batch or 256,
+                                 steps=args.train_steps, threads=args.threads,
+                                 device=str(device))  # fmt: skip
+        print(tp.format_side_by_side(tp.side_by_side(df)))
+        print("speed-up = fast / reference samples/s in this run; vs TWIN = this module's fast "
+              "samples/s / TWIN's; peak MB = the probe process's VmHWM")  # fmt: skip
     return 0

@@ -24,10 +24,7 @@ CPU from the profiler's allocation events (``peak_allocated``).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -436,6 +433,50 @@ def roofline(scoring: pd.DataFrame, peaks: dict) -> pd.DataFrame:
     return df
 
 
+def measure_fast_select(
+    models: dict[str, CTRModel],
+    scoring: pd.DataFrame,
+    peaks: dict,
+    repeats: int = 3,
+    k: int = 100,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """TWIN's fast path at every point of ``scoring``, against the roof of the scoring.
+
+    ``fast scoring``: ``CpGSU.score_rows`` for every request (the cached keys' gather, the
+    product with the candidates' queries, the cross bias; one request at a time, nothing
+    else); ``fast select``: ``CpGSU.fast_select``, the same scoring fused with the merged
+    top-k. FLOPs and compulsory bytes are the scoring's (``analytic_cost``), so for ``fast
+    select`` the fraction understates how close it runs to a roof that counted the top-k.
+    """
+    twin = models["twin"]
+    device = next(twin.parameters()).device
+    twin.gsu.ensure_fresh()
+    rows = []
+    points = scoring[scoring.method == "twin"][["setting", "L", "B", "R", "flops", "bytes"]]
+    for p in points.itertuples(index=False):
+        x = twin.gsu_input(random_batch(twin, p.L, p.B, p.R, seed))
+        kk = min(k, p.L)
+
+        def score_all(x=x) -> None:
+            score = twin.gsu.score_rows(x)
+            for r, samples in enumerate(torch.argsort(x.req).split(
+                    torch.bincount(x.req, minlength=x.n_req).tolist())):  # fmt: skip
+                score(r, x.length, samples)
+
+        with torch.no_grad():
+            t = time_calls({"fast scoring": score_all,
+                            "fast select": lambda x=x, kk=kk: twin.gsu.fast_select(x, kk)},
+                           device, repeats)  # fmt: skip
+        roof = min(peaks["matmul_flops_per_s"], p.flops / p.bytes * peaks["copy_bytes_per_s"])
+        for method, times in t.items():
+            time_s = float(np.median(times))
+            rows.append({**p._asdict(), "method": method, "time_s": time_s,
+                         "flops_per_s": p.flops / time_s, "roof_flops_per_s": roof,
+                         "roofline_fraction": p.flops / time_s / roof})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def measure_key_side(
     models: dict[str, CTRModel], L_values: Sequence[int], repeats: int = 3, seed: int = 0
 ) -> pd.DataFrame:
@@ -565,80 +606,6 @@ def measure_stages(
     return df
 
 
-# ------------------------------------------------------------------------------ training
-
-
-def train_probe(
-    L: int,
-    batch_size: int = 256,
-    steps: int = 3,
-    warmup: int = 1,
-    device: str = "cpu",
-    threads: int = 0,
-    seed: int = 0,
-) -> dict:
-    """TWIN training throughput at history length L: ``warmup`` + ``steps`` training steps
-    exactly as ``twin_study.training.fit`` takes them (batch building, cache step, forward,
-    BCE, backward, AdaGrad + Adam) on synthetic data with histories of about L behaviours.
-    Only the ``steps`` after the warm-up are timed. Run it in a fresh process
-    (``train_probe_subprocess``) so that ``peak_rss_mb`` is this probe's own peak."""
-    from ..data import SyntheticConfig, generate
-    from ..training.train import (
-        TrainConfig,
-        builder_for,
-        make_optimizers,
-        peak_rss_mb,  # VmHWM: this probe process's own peak, not its parent's
-        train_step,
-    )
-
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    t0 = time.perf_counter()
-    # A batch holds whole requests (5 samples each); a user gives ~40 training samples.
-    need = (warmup + steps) * (batch_size + 5)
-    ds = generate(SyntheticConfig(n_users=-(-need // 32), history_len=L,
-                                  history_min=min(200, L), seed=seed))  # fmt: skip
-    gen_s = time.perf_counter() - t0
-    torch.manual_seed(seed)
-    cfg_m = ModelConfig(long_module="twin", long_len=L, k=min(100, L))
-    model = build_model(cfg_m, ds).to(dev).train()
-    cfg = TrainConfig(batch_size=batch_size, device=str(dev), progress=False, seed=seed)
-    opts = make_optimizers(model, cfg)
-    batches = builder_for(model, ds).batches(ds.split_indices("train"), batch_size,
-                                             shuffle=True, seed=seed)  # fmt: skip
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    step_s, n_seen = [], 0
-    for i in range(warmup + steps):
-        _sync(dev)
-        t = time.perf_counter()
-        batch = next(batches).to(dev)
-        train_step(model, batch, opts)
-        _sync(dev)
-        if i >= warmup:
-            step_s.append(time.perf_counter() - t)
-            n_seen += len(batch.label)
-    return {
-        "L": L, "batch_size": batch_size, "steps": steps, "device": str(dev),
-        "threads": torch.get_num_threads(), "samples_per_s": n_seen / sum(step_s),
-        "step_s": step_s, "peak_rss_mb": peak_rss_mb(), "generate_s": gen_s,
-        "cuda_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20
-        if dev.type == "cuda" else None,
-    }  # fmt: skip
-
-
-def train_probe_subprocess(timeout: float = 1800, **kwargs) -> dict:
-    """``train_probe(**kwargs)`` in a fresh Python process; its peak RSS is the probe's alone."""
-    cmd = [sys.executable, "-m", "twin_study.analysis.complexity", "train-probe",
-           json.dumps(kwargs)]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"train probe {kwargs} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def pick(df: pd.DataFrame, col: str, **where) -> float | None:
     """The value of ``col`` in the one row of ``df`` matching ``where`` (column = value);
     None when there is none (a grid without that point)."""
@@ -664,12 +631,6 @@ def environment() -> dict:
 
 def dims_dict(dims: Dims) -> dict:
     return {**asdict(dims), "J": dims.J, "C": dims.C}
-
-
-if __name__ == "__main__":  # python -m twin_study.analysis.complexity train-probe '{"L": 1000}'
-    if len(sys.argv) != 3 or sys.argv[1] != "train-probe":
-        sys.exit("usage: python -m twin_study.analysis.complexity train-probe '<json kwargs>'")
-    print(json.dumps(train_probe(**json.loads(sys.argv[2]))))
 
 
 def complexity_claims(results: dict) -> list[dict]:

@@ -301,7 +301,9 @@ class CpGSU(GSU):
         s = score_by_table(self.cache.keys, x.hist_item, qh, x.req, x.chunk, bias)
         return s, x.sample_valid()
 
-    def fast_select(self, x: GsuInput, k: int):
+    def score_rows(self, x: GsuInput) -> Callable[[int, int, torch.Tensor], torch.Tensor]:
+        """The fast path's scoring of request r (see ``table_rows``): alpha over its valid
+        behaviours from the item cache and the joint cross-bias table."""
         emb, att = self._src
         if self.cache.age < 0:
             self.cache.rebuild(emb, att)
@@ -315,8 +317,11 @@ class CpGSU(GSU):
                 return att.lookup_bias(tables, codes).t()
             return joint[0].index_select(1, (codes * joint[1]).sum(dim=1))
 
-        rows = table_rows(self.cache.keys, x, qh, bias if joint or tables else None)
-        return select_per_request(rows, x.n_valid(), x.req, x.length, k, heads=att.heads)
+        return table_rows(self.cache.keys, x, qh, bias if joint or tables else None)
+
+    def fast_select(self, x: GsuInput, k: int):
+        heads = self._src[1].heads
+        return select_per_request(self.score_rows(x), x.n_valid(), x.req, x.length, k, heads)
 
 
 def live_scores(emb: FeatureEmbedder, att: TwinAttention, x: GsuInput) -> torch.Tensor:

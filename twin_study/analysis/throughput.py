@@ -1,0 +1,173 @@
+"""Training throughput of every lifelong module, fast path beside the reference path.
+
+Each probe trains a few steps exactly as ``twin_study.training.fit`` takes them -- build the
+batch, step the item cache, forward, BCE, backward, AdaGrad + Adam -- on synthetic data whose
+histories have about L behaviours, in a **fresh Python process**, so that its peak resident
+memory (VmHWM: Python, torch, data, model, optimiser state and the steps' tensors) is its own
+and one probe's allocations cannot slow the next. Probes run one after another, the paths of
+a module interleaved, so load from other processes hits both alike; the reported rate is
+samples over the summed wall time of the timed steps (the warm-up step excluded).
+
+``ModelConfig.impl`` selects the path: "fast" (the default everywhere) or "reference" (the
+literal order of the paper's equations and a plain fancy-index batch builder), which select
+the same behaviours and give the same loss and gradients (tests/test_fast_path.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..models.config import LONG_MODULES, ModelConfig
+from ..models.ctr import build_model
+
+IMPLS = ("fast", "reference")
+
+
+def _extras(module: str, ds, cfg: ModelConfig) -> dict:
+    """What a module needs besides the data. Throughput does not depend on the values, so SIM
+    Soft / Cluster get random item vectors and w/o Para-Con an untrained TWIN."""
+    if module in ("sim_soft", "sim_cluster"):
+        rng = np.random.default_rng(0)
+        return {"item_vectors": rng.normal(size=(ds.items.n_items + 1, 16)).astype(np.float32)}
+    if module == "twin_no_paracon":
+        aux = ModelConfig(**{**cfg.to_dict(), "long_module": "twin"})
+        return {"gsu_source": build_model(aux, ds)}
+    return {}
+
+
+def train_probe(
+    L: int,
+    long_module: str = "twin",
+    impl: str = "fast",
+    batch_size: int = 256,
+    steps: int = 3,
+    warmup: int = 1,
+    device: str = "cpu",
+    threads: int = 1,
+    seed: int = 0,
+) -> dict:
+    """Training throughput of one module at history length L: ``warmup`` + ``steps`` steps,
+    only the ``steps`` timed. Run it through ``train_probe_subprocess`` for its own peak."""
+    from ..data import SyntheticConfig, generate
+    from ..training.train import TrainConfig, builder_for, make_optimizers, peak_rss_mb, train_step
+    from .complexity import _sync, resolve_device
+
+    if long_module not in LONG_MODULES:
+        raise ValueError(f"unknown long_module {long_module!r}; one of {sorted(LONG_MODULES)}")
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    t0 = time.perf_counter()
+    # A batch holds whole requests (5 samples each); a user gives ~40 training samples.
+    need = (warmup + steps) * (batch_size + 5)
+    ds = generate(SyntheticConfig(n_users=-(-need // 32), history_len=L,
+                                  history_min=min(200, L), seed=seed))  # fmt: skip
+    gen_s = time.perf_counter() - t0
+    torch.manual_seed(seed)
+    cfg_m = ModelConfig(long_module=long_module, long_len=L, k=min(100, L), impl=impl,
+                        n_clusters=50)  # fmt: skip
+    model = build_model(cfg_m, ds, **_extras(long_module, ds, cfg_m)).to(dev).train()
+    cfg = TrainConfig(batch_size=batch_size, device=str(dev), progress=False, seed=seed)
+    opts = make_optimizers(model, cfg)
+    batches = builder_for(model, ds).batches(ds.split_indices("train"), batch_size,
+                                             shuffle=True, seed=seed)  # fmt: skip
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    step_s, n_seen = [], 0
+    for i in range(warmup + steps):
+        _sync(dev)
+        t = time.perf_counter()
+        batch = next(batches).to(dev)
+        train_step(model, batch, opts)
+        _sync(dev)
+        if i >= warmup:
+            step_s.append(time.perf_counter() - t)
+            n_seen += len(batch.label)
+    return {
+        "long_module": long_module, "impl": impl, "L": L, "batch_size": batch_size,
+        "steps": steps, "device": str(dev), "threads": torch.get_num_threads(),
+        "samples_per_s": n_seen / sum(step_s), "step_s": step_s,
+        "peak_rss_mb": peak_rss_mb(), "generate_s": gen_s,
+        "cuda_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20
+        if dev.type == "cuda" else None,
+    }  # fmt: skip
+
+
+def train_probe_subprocess(timeout: float = 1800, **kwargs) -> dict:
+    """``train_probe(**kwargs)`` in a fresh Python process; its peak RSS is the probe's alone.
+    (Not ``ru_maxrss``: Linux carries a parent's peak into a child's across fork + exec.)"""
+    cmd = [sys.executable, "-m", "twin_study.analysis.throughput", json.dumps(kwargs)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"train probe {kwargs} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def train_throughput(
+    modules: Iterable[str],
+    L_values: Sequence[int],
+    impls: Sequence[str] = IMPLS,
+    progress: bool = True,
+    **probe: object,
+) -> pd.DataFrame:
+    """One probe per (L, module, path), the paths of a module back to back. ``probe``: the
+    other ``train_probe`` arguments (batch_size, steps, threads, device, seed)."""
+    from tqdm.auto import tqdm
+
+    modules = list(modules)
+    unknown = sorted(set(modules) - set(LONG_MODULES))
+    if unknown:
+        raise ValueError(f"unknown module(s) {unknown}; choose from {sorted(LONG_MODULES)}")
+    bad = sorted(set(impls) - set(IMPLS))
+    if bad:
+        raise ValueError(f"unknown impl(s) {bad}; choose from {list(IMPLS)}")
+    jobs = [(L, m, i) for L in L_values for m in modules for i in impls]
+    rows = []
+    for L, m, i in tqdm(jobs, desc="training probes", disable=not progress):
+        rows.append(train_probe_subprocess(L=L, long_module=m, impl=i, **probe))
+    return pd.DataFrame(rows)
+
+
+def side_by_side(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (module, L): samples/s and peak RSS of each path, the fast path's speed-up
+    over the reference and its speed relative to TWIN's fast path at the same L."""
+    wide = df.pivot_table(index=["long_module", "L"], columns="impl",
+                          values=["samples_per_s", "peak_rss_mb"], sort=False)  # fmt: skip
+    wide.columns = [f"{impl}_{col}" for col, impl in wide.columns]
+    wide = wide.reset_index()
+    if {"fast_samples_per_s", "reference_samples_per_s"} <= set(wide):
+        wide["speedup"] = wide["fast_samples_per_s"] / wide["reference_samples_per_s"]
+    if "fast_samples_per_s" in wide:
+        twin = wide[wide.long_module == "twin"].set_index("L")["fast_samples_per_s"]
+        wide["vs_twin"] = wide["fast_samples_per_s"] / wide["L"].map(twin)
+    return wide
+
+
+def format_side_by_side(wide: pd.DataFrame) -> str:
+    """``side_by_side`` as the text table ``twin-study bench`` prints."""
+    cols = {"long_module": ("module", str), "L": ("L", "{:,}".format),
+            "fast_samples_per_s": ("fast samples/s", "{:,.0f}".format),
+            "reference_samples_per_s": ("reference samples/s", "{:,.0f}".format),
+            "speedup": ("speed-up", "{:.2f}x".format),
+            "vs_twin": ("vs TWIN (fast)", "{:.2f}x".format),
+            "fast_peak_rss_mb": ("fast peak MB", "{:,.0f}".format),
+            "reference_peak_rss_mb": ("reference peak MB", "{:,.0f}".format)}  # fmt: skip
+    keep = [c for c in cols if c in wide]
+    table = pd.DataFrame({cols[c][0]: wide[c].map(cols[c][1]) for c in keep})
+    return table.to_string(index=False)
+
+
+if __name__ == "__main__":  # python -m twin_study.analysis.throughput '{"L": 1000}'
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m twin_study.analysis.throughput '<json kwargs of train_probe>'")
+    print(json.dumps(train_probe(**json.loads(sys.argv[1]))))
