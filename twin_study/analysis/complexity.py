@@ -224,8 +224,13 @@ def build_models(
     n_items: int = 20_000,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    impl: str = "reference",
 ) -> dict[str, CTRModel]:
     """A raw-MHTA and a TWIN CTR model (eval mode) on the synthetic data set's schema.
+
+    ``impl="reference"`` by default: the cost analyses time the paper's algorithm as written
+    (``CpGSU.scores`` then ``merged_topk``, which the stage clock splits); the fast path's
+    fused scoring and top-k are timed by ``measure_fast_select`` and the training probes.
 
     Only the item table and the cross-feature schema matter for scoring cost, so the data set is
     tiny; histories of any length come from ``random_batch``. ``long_len`` is set far above any
@@ -240,7 +245,7 @@ def build_models(
     for m in METHODS:
         torch.manual_seed(seed)
         cfg = ModelConfig(long_module=LONG_MODULE[m], long_len=10**7, heads=heads, d_k=d_k,
-                          id_dim=id_dim, small_dim=small_dim)  # fmt: skip
+                          id_dim=id_dim, small_dim=small_dim, impl=impl)  # fmt: skip
         models[m] = build_model(cfg, ds).to(device).eval()
     return models
 

@@ -126,3 +126,30 @@ def plot_stage_shares(stages: pd.DataFrame, stage_names, ax: Axes | None = None)
     ax.invert_yaxis()
     ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     return fig
+
+
+def plot_train_throughput(wide: pd.DataFrame, bar: float = 2000.0) -> Figure:
+    """Training samples/s of every module, fast path beside the reference path, one panel per
+    L, with the speed-up written on each pair and the project's bar as a line.
+    ``wide``: ``twin_study.analysis.throughput.side_by_side``."""
+    Ls = sorted(wide.L.unique())
+    fig, axes = plt.subplots(1, len(Ls), figsize=(4.6 * len(Ls), 4.2), layout="constrained",
+                             squeeze=False)  # fmt: skip
+    for ax, L in zip(axes[0], Ls, strict=True):
+        g = wide[wide.L == L].reset_index(drop=True)
+        y = np.arange(len(g))
+        for dy, impl, color in ((-0.2, "reference", "#999999"), (0.2, "fast", COLORS["twin"])):
+            col = f"{impl}_samples_per_s"
+            if col in g:
+                ax.barh(y + dy, g[col], height=0.4, color=color, label=f"{impl} path")
+        if "speedup" in g:
+            for yi, (v, s) in enumerate(zip(g["fast_samples_per_s"], g["speedup"], strict=True)):
+                ax.text(v, yi + 0.2, f" {s:.1f}×", va="center", fontsize="x-small")
+        ax.axvline(bar, color="k", ls=":", lw=1, label=f"{bar:,.0f} samples/s")
+        top = max(bar, np.nanmax(g.filter(like="samples_per_s").to_numpy()))
+        ax.set(xlim=(0, 1.2 * top), yticks=y, yticklabels=g.long_module,
+               xlabel="training samples/s", title=f"L = {L:,}")  # fmt: skip
+        ax.invert_yaxis()
+    axes[0][0].legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
+    fig.suptitle("Training throughput, one thread, batch 256 (speed-up = fast / reference)")
+    return fig

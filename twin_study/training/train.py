@@ -37,7 +37,10 @@ class TrainConfig:
     eval_batch_size: int = 512
     seed: int = 0
     device: str = "cpu"
-    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    # torch intra-op threads of the training process. 1 by default: on a shared machine two
+    # OpenMP threads stall whenever another process holds a core (runs 5-10x slower), and the
+    # study scales out with processes instead (training.parallel). 0 = torch's default.
+    threads: int = 1
     progress: bool = True  # tqdm bars
 
     def validate(self) -> TrainConfig:
