@@ -147,6 +147,11 @@ class Setting:
     label: str
     model: ModelConfig
     tags: Mapping[str, Any] = field(default_factory=dict)
+    train: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig fields to override
+
+    def train_config(self, train, seed: int):
+        """The sweep's TrainConfig with this setting's overrides and ``seed``."""
+        return dataclasses.replace(train, seed=seed, **dict(self.train))
 
 
 def table4_settings(
@@ -238,13 +243,13 @@ def sweep(
         from ..training.experiment import run as runner
         from ..training.parallel import train_missing
 
-        runs = [(s.model, dataclasses.replace(train, seed=seed)) for s, seed in pairs]
+        runs = [(s.model, s.train_config(train, seed)) for s, seed in pairs]
         trained = train_missing(ds, runs, jobs=jobs, dask=dask, progress=progress)
     rows = []
     bar = tqdm(pairs, desc=f"sweep {ds.name}", disable=not progress)
     for setting, seed in bar:
         bar.set_postfix_str(f"{setting.label} seed {seed}")
-        res = runner(ds, setting.model, dataclasses.replace(train, seed=seed))
+        res = runner(ds, setting.model, setting.train_config(train, seed))
         m = res.metrics[split]
         rows.append(
             {
@@ -256,6 +261,8 @@ def sweep(
                 **{k: m[k] for k in METRICS},
                 "n": m.get("n"),
                 "best_epoch": res.train.get("best_epoch"),
+                "best_samples": res.train.get("best_samples"),
+                "worse_than_constant": res.train.get("worse_than_constant"),
                 "train_seconds": res.train.get("train_seconds"),
                 "samples_per_second": res.train.get("samples_per_second"),
                 "cached": res.cached and res.key not in trained,
@@ -263,6 +270,119 @@ def sweep(
             }
         )
     return pd.DataFrame(rows)
+
+
+def learning_curves(
+    ds, settings: Sequence[Setting], seeds: Iterable[int], train, runner: Callable | None = None
+) -> pd.DataFrame:
+    """Every run's learning curve (``TrainResult.history``), long format: dataset, model,
+    <tags>, seed, epoch, samples_seen, train_loss, valid_auc, valid_logloss, selected (the
+    point the model was taken from), constant_logloss (the base-rate predictor's). The runs
+    come from the results cache when ``sweep`` trained them already."""
+    if runner is None:
+        from ..training.experiment import run as runner
+    rows = []
+    for setting in settings:
+        for seed in seeds:
+            res = runner(ds, setting.model, setting.train_config(train, seed))
+            t = res.train
+            for point in t.get("history", []):
+                selected = (point.get("samples_seen") == t.get("best_samples")
+                            and point.get("epoch") == t.get("best_epoch"))  # fmt: skip
+                rows.append({"dataset": ds.name, "model": setting.label, **setting.tags,
+                             "seed": seed, **point, "selected": selected,
+                             "constant_logloss": t.get("constant_logloss")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def curve_status(
+    curves: pd.DataFrame,
+    by: Sequence[str] = ("dataset", "model", "seed"),
+    tail: float = 0.25,
+    tol: float = 0.002,
+) -> pd.DataFrame:
+    """Did each run's validation LogLoss flatten before its budget ran out?
+
+    ``gain_in_tail``: how much the best validation LogLoss so far still fell during the last
+    ``tail`` share of the samples seen. Below ``tol`` the curve counts as flattened (the run
+    reached its plateau); otherwise the budget stopped it while it was still learning, and a
+    comparison with it understates what the model can do."""
+    rows = []
+    for key, g in curves.groupby(list(by), sort=False):
+        g = g.sort_values(["epoch", "samples_seen"])
+        seen = g["samples_seen"].to_numpy(float)
+        loss = np.fmin.accumulate(g["valid_logloss"].to_numpy(float))  # best so far
+        cut = seen[-1] * (1 - tail)
+        before = loss[seen <= cut][-1] if (seen <= cut).any() else np.nan
+        gain = float(before - loss[-1]) if np.isfinite(before) else np.nan
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                "points": len(g),
+                "samples_seen": int(seen[-1]),
+                "best_logloss": float(loss[-1]),
+                "gain_in_tail": gain,
+                "flattened": bool(np.isfinite(gain) and gain < tol),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def tuning_settings(
+    base: ModelConfig, modules: Iterable[str], grid: Mapping[str, Sequence[Any]]
+) -> list[Setting]:
+    """One-at-a-time variations around ``base`` for every module: the base itself (tagged
+    ``param = "base"``) and, for each ``grid`` entry (a ModelConfig or TrainConfig field), one
+    setting per value. Every module gets the same grid and the same training budget."""
+    from ..training.train import TrainConfig
+
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(grid) - model_fields - train_fields)
+    if unknown:
+        raise ValueError(f"unknown tuning parameter(s) {unknown}")
+    out = []
+    for m in modules:
+        cfg = dataclasses.replace(base, long_module=m)
+        out.append(Setting(label_of(m), cfg, {"param": "base", "value": "base"}))
+        for name, values in grid.items():
+            for v in values:
+                tags = {"param": name, "value": str(v)}
+                if name in model_fields:
+                    out.append(Setting(label_of(m), dataclasses.replace(cfg, **{name: v}), tags))
+                else:
+                    out.append(Setting(label_of(m), cfg, tags, {name: v}))
+    return out
+
+
+def tuning_choice(runs: pd.DataFrame, metric: str = "logloss") -> pd.DataFrame:
+    """Which value of each tuned parameter is best, the same way for every model: per model,
+    rank the values of a parameter by their validation ``metric`` (LogLoss: lower is better;
+    the base run counts as the base value), then average the ranks over models and seeds.
+    Columns: param, value, mean_rank, mean_<metric>, best (the value chosen)."""
+    lower = metric == "logloss"
+    base = runs[runs.param == "base"]
+    rows = []
+    for param in [p for p in runs.param.unique() if p != "base"]:
+        sub = pd.concat([runs[runs.param == param], base.assign(value="base")])
+        ranks = sub.groupby(["dataset", "model", "seed"])[metric].rank(ascending=lower)
+        sub = sub.assign(rank=ranks)
+        agg = (
+            sub.groupby("value", sort=False)
+            .agg(mean_rank=("rank", "mean"), mean_metric=(metric, "mean"))
+            .reset_index()
+        )
+        agg["param"] = param
+        agg["best"] = agg["mean_rank"] == agg["mean_rank"].min()
+        rows.append(agg)
+    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return (
+        out.rename(columns={"mean_metric": f"mean_{metric}"})[
+            ["param", "value", "mean_rank", f"mean_{metric}", "best"]
+        ]
+        if len(out)
+        else out
+    )
 
 
 def sweep_or_none(ds, *args, **kwargs) -> pd.DataFrame | None:

@@ -15,7 +15,8 @@ behaviour features K = [K_h, K_c] (affordable on k rows, never on L); heads are 
 through W^o (Eq. 8).
 
 Modes: ``split`` (TWIN), ``raw`` (ablation "w/ Raw MHTA": keys = [K_h, K_c] W^k, one full
-projection, nothing cacheable), ``nobias`` (ablation "w/o Bias": no cross features at all).
+projection, nothing cacheable), ``nobias`` (ablation "w/o Bias": the cross-feature bias is
+removed from alpha; the values still read the unsplit K, so the ablation changes one thing).
 """
 
 from __future__ import annotations
@@ -45,12 +46,14 @@ class TwinAttention(nn.Module):
         d_out: int = 64,
         mode: str = "split",
         shared_qk_init: bool = True,
+        qk_init_scale: float = 1.0,
+        beta_init: float = 1.0,
     ):
         super().__init__()
         if mode not in ("split", "raw", "nobias"):
             raise ValueError(f"unknown attention mode {mode!r}")
         self.mode, self.heads, self.d_k, self.d_v = mode, heads, d_k, d_v
-        self.J = 0 if mode == "nobias" else J
+        self.J = J
         self.cross_dim = cross_dim
         C = self.J * cross_dim
         self.W_q = nn.Linear(H, heads * d_k, bias=False)
@@ -58,18 +61,28 @@ class TwinAttention(nn.Module):
             self.W_k = nn.Linear(H + C, heads * d_k, bias=False)  # full projection of [K_h, K_c]
         else:
             self.W_h = nn.Linear(H, heads * d_k, bias=False)  # K_h W^h, cacheable per item
-        if shared_qk_init and mode != "raw":
+        with torch.no_grad():
+            self.W_q.weight.mul_(qk_init_scale)
+        if shared_qk_init:
             # Start with W^q = W^h, so the untrained alpha is an inner product of inherent
             # features (q W)(k W)^T -- a similarity, like SIM Soft's -- rather than noise. A
             # randomly initialised CP-GSU retrieves random behaviours, and the ESU can only
             # learn from what the GSU hands it: without this prior TWIN barely leaves chance on
-            # data sets of our size. Not stated in the paper; a parameter.
+            # data sets of our size. ``qk_init_scale`` sharpens that similarity (alpha scales
+            # with its square). Raw MHTA gets the same treatment on the K_h columns of its
+            # joint W^k, so the Fig. 6 ablation compares projections, not inits. Not stated in
+            # the paper; parameters.
             with torch.no_grad():
-                self.W_h.weight.copy_(self.W_q.weight)
+                if mode == "raw":
+                    self.W_k.weight[:, :H].copy_(self.W_q.weight)
+                else:
+                    self.W_h.weight.copy_(self.W_q.weight)
         if mode == "split" and self.J > 0:
             # Eq. 5: w_a[j] in R^cross_dim per head and cross feature, and beta_a in R^J.
+            # beta starts at ``beta_init``: with beta = 1 and a random W^c the bias's spread
+            # (std ~1.4) can drown the item signal before anything is learned.
             self.W_c = nn.Parameter(torch.randn(heads, self.J, cross_dim) / math.sqrt(cross_dim))
-            self.beta = nn.Parameter(torch.ones(heads, self.J))
+            self.beta = nn.Parameter(torch.full((heads, self.J), float(beta_init)))
         self.W_v = nn.Linear(H + C, heads * d_v, bias=False)  # values from the unsplit K
         self.W_o = nn.Linear(heads * d_v, d_out)
         self.d_out = d_out

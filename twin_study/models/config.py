@@ -46,6 +46,8 @@ class ModelConfig:
     # attention logit ~0.01: the ESU starts as a uniform average and barely learns to focus.
     emb_init_std: float = 1.0
     shared_qk_init: bool = True  # initialise W^q = W^h (see attention.py); False = independent
+    qk_init_scale: float = 1.0  # W^q (= W^h) at init times this (attention.py); not stated
+    beta_init: float = 1.0  # the cross-bias weights beta at init (Eq. 6); not stated
     mlp: tuple[int, ...] = (200, 80)  # hidden sizes of the MLP mixer (not stated)
     # Also feed the MLP the element-wise products of each interest vector with a projection
     # of the target (not stated in the paper; without it a ReLU MLP must learn to compare two

@@ -107,7 +107,8 @@ class CTRModel(nn.Module):
         )  # fmt: skip
         H, J, cd = self.emb.H, self.emb.J, self.emb.cross_dim
         att = dict(heads=cfg.heads, d_k=cfg.d_k, d_v=cfg.d_v, d_out=cfg.d_out,
-                   shared_qk_init=cfg.shared_qk_init)  # fmt: skip
+                   shared_qk_init=cfg.shared_qk_init, qk_init_scale=cfg.qk_init_scale,
+                   beta_init=cfg.beta_init)  # fmt: skip
         mode = {"twin_raw": "raw", "twin_no_bias": "nobias"}.get(cfg.long_module, "split")
         m = cfg.long_module
         self.esu: TwinAttention | None = None

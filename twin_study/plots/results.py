@@ -189,3 +189,33 @@ def legend_below(fig: Figure, axes: Axes | Sequence[Axes], ncol: int = 0) -> Leg
         list(entries.values()), list(entries), loc="upper center", bbox_to_anchor=(0.5, 0.0),
         ncol=ncol or max(len(entries), 1), frameon=False,
     )  # fmt: skip
+
+
+def plot_learning_curves(
+    curves: pd.DataFrame,
+    *,
+    order: Sequence[str] = TABLE4_ORDER,
+    title: str = "",
+) -> Figure:
+    """Validation AUC and LogLoss against training samples seen, one line per model (the mean
+    over seeds; each seed's selected point as a dot), the base-rate predictor's LogLoss as a
+    dashed line. ``curves``: ``twin_study.analysis.sweeps.learning_curves`` for one data set."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    models = _order(list(dict.fromkeys(curves["model"])), order)
+    for i, m in enumerate(models):
+        g = curves[curves.model == m]
+        color = "C1" if m == "TWIN" else f"C{(i + 2) % 10}"
+        mean = g.groupby("samples_seen", sort=True)[["valid_auc", "valid_logloss"]].mean()
+        for ax, col in zip(axes, ["valid_auc", "valid_logloss"], strict=True):
+            ax.plot(mean.index, mean[col], marker=".", ms=4, color=color, label=m,
+                    lw=2.2 if m == "TWIN" else 1.3)  # fmt: skip
+            sel = g[g.selected]
+            ax.scatter(sel.samples_seen, sel[col], color=color, s=18, zorder=3)
+    const = curves["constant_logloss"].dropna()
+    if len(const):
+        axes[1].axhline(const.mean(), color="k", ls="--", lw=1, label="base-rate predictor")
+    axes[0].set(xlabel="training samples seen", ylabel="validation AUC", title="AUC")
+    axes[1].set(xlabel="training samples seen", ylabel="validation LogLoss", title="LogLoss")
+    axes[1].legend(**OUTSIDE)
+    fig.suptitle(title or "Learning curves (mean over seeds; dots: the selected point per seed)")
+    return fig

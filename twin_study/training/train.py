@@ -2,8 +2,14 @@
 
 Paper §4.3: binary cross-entropy; AdaGrad (lr 0.05) on embeddings and Adam on the rest. The
 paper's Adam lr (5e-6) is for streaming training at batch 8192 over billions of samples; our
-data sets are tiny by comparison, so the dense lr defaults to 1e-3 (a parameter). Early stopping
-keeps the epoch with the best validation AUC.
+data sets are tiny by comparison, so the dense lr defaults to 1e-3 (a parameter).
+
+Model selection: the validation split is evaluated every ``eval_every`` training samples (and
+at the end of every epoch); those points are the run's learning curve, and the model ends at
+the point with the best validation ``select_on`` metric (LogLoss by default: a model picked
+by AUC alone can be badly calibrated -- worse than predicting the base rate). A selected model
+whose validation LogLoss is no better than the constant predictor's is flagged
+(``TrainResult.worse_than_constant``) and warned about, never returned silently.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import copy
 import resource
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -22,7 +29,7 @@ from ..data.batching import SampleBuilder
 from ..data.schema import Dataset
 from ..models.ctr import CTRModel
 from ..seed import seed_everything
-from .metrics import all_metrics
+from .metrics import all_metrics, logloss
 
 
 @dataclass
@@ -32,7 +39,12 @@ class TrainConfig:
     optimizer: str = "adagrad+adam"  # paper: AdaGrad on embeddings + Adam on the rest; or "adam"
     lr: float = 1e-3  # Adam learning rate of the dense parameters
     emb_lr: float = 0.05  # AdaGrad learning rate of the embeddings (paper: 0.05)
-    patience: int = 1  # epochs without validation-AUC gain before stopping
+    patience: int = 1  # epochs without a validation gain (``select_on``) before stopping
+    select_on: str = "logloss"  # validation metric that picks the model: logloss or auc
+    # Learning curve: evaluate every this many training samples (0 = only at epoch ends), on a
+    # seeded subset of ``eval_samples`` validation samples (0 = the whole split).
+    eval_every: int = 0
+    eval_samples: int = 0
     max_train_samples: int = 0  # 0 = all; else a seeded subset of the training split
     eval_batch_size: int = 512
     seed: int = 0
@@ -48,6 +60,11 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: unknown optimizer {self.optimizer!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("TrainConfig: epochs and batch_size must be >= 1")
+        if self.select_on not in ("logloss", "auc"):
+            raise ValueError(f"TrainConfig: select_on must be 'logloss' or 'auc', not "
+                             f"{self.select_on!r}")  # fmt: skip
+        if self.eval_every < 0 or self.eval_samples < 0 or self.max_train_samples < 0:
+            raise ValueError("TrainConfig: eval_every, eval_samples, max_train_samples >= 0")
         return self
 
     def to_dict(self) -> dict:
@@ -56,8 +73,13 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    history: list[dict] = field(default_factory=list)  # per epoch: loss, valid metrics
+    # The learning curve: one point per evaluation (every ``eval_every`` samples and at each
+    # epoch's end): epoch, samples_seen, train_loss (mean since the previous point), valid_*.
+    history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
+    best_samples: int = 0  # samples seen at the selected point
+    constant_logloss: float = 0.0  # validation LogLoss of predicting the training base rate
+    worse_than_constant: bool = False  # the selected model is no better than that
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
     peak_rss_mb: float = 0.0
@@ -129,10 +151,17 @@ def evaluate(model: CTRModel, ds: Dataset, split: str, cfg: TrainConfig) -> dict
     return all_metrics(s.user[idx], s.label[idx], prob)
 
 
+def constant_logloss(ds: Dataset, idx: np.ndarray) -> float:
+    """LogLoss on samples ``idx`` of the constant predictor: the training split's click rate."""
+    rate = float(ds.samples.label[ds.split_indices("train")].mean())
+    return logloss(ds.samples.label[idx], np.full(len(idx), rate))
+
+
 def fit(
     model: CTRModel, ds: Dataset, cfg: TrainConfig, builder: SampleBuilder | None = None
 ) -> TrainResult:
-    """Train with early stopping on validation AUC; the model ends at its best epoch.
+    """Train, evaluating the validation split along the way; the model ends at its best point
+    (``select_on``), and ``history`` holds the learning curve.
 
     ``builder`` makes the training batches (default ``builder_for``); data-parallel training
     passes one that builds only its rank's shard of each batch (``training.distributed``)."""
@@ -145,40 +174,75 @@ def fit(
     if cfg.max_train_samples and cfg.max_train_samples < len(train_idx):
         rng = np.random.default_rng(cfg.seed)
         train_idx = np.sort(rng.choice(train_idx, cfg.max_train_samples, replace=False))
+    valid_idx = ds.split_indices("valid")
+    if cfg.eval_samples and cfg.eval_samples < len(valid_idx):
+        rng = np.random.default_rng(cfg.seed + 1)
+        valid_idx = np.sort(rng.choice(valid_idx, cfg.eval_samples, replace=False))
     builder = builder or builder_for(model, ds)
     opts = make_optimizers(model, cfg)
-    result = TrainResult()
-    best_auc, best_state, bad = -1.0, None, 0
-    t_train, n_seen = 0.0, 0
-    for epoch in range(cfg.epochs):
+    result = TrainResult(constant_logloss=constant_logloss(ds, valid_idx))
+    sign = -1.0 if cfg.select_on == "logloss" else 1.0  # larger sign * metric = better
+    best, best_state, bad = -np.inf, None, 0
+    t_train, n_seen, losses = 0.0, 0, []
+
+    def checkpoint(epoch: int) -> bool:
+        """Evaluate, record a curve point, keep the best state; True if it improved."""
+        nonlocal best, best_state, losses
+        model.eval()
+        prob = predict(model, ds, valid_idx, cfg, desc="eval valid")
+        valid = all_metrics(ds.samples.user[valid_idx], ds.samples.label[valid_idx], prob)
+        model.train()
+        result.history.append({"epoch": epoch, "samples_seen": n_seen,
+                               "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                               **{f"valid_{k}": v for k, v in valid.items()}})  # fmt: skip
+        losses = []
+        score = sign * valid[cfg.select_on]
+        if not score > best:  # NaN (a split without both labels) never wins
+            return False
+        best, best_state = score, copy.deepcopy(model.state_dict())
+        result.best_epoch, result.best_samples = epoch, n_seen
+        return True
+
+    next_eval = cfg.eval_every or None
+    for epoch in range(1, cfg.epochs + 1):
+        improved = False
         model.train()
         t0 = time.perf_counter()
-        losses = []
-        bar = tqdm(total=len(train_idx), desc=f"{model.cfg.long_module} epoch {epoch + 1}",
+        bar = tqdm(total=len(train_idx), desc=f"{model.cfg.long_module} epoch {epoch}",
                    disable=not cfg.progress, leave=False)  # fmt: skip
         for batch in builder.batches(
-            train_idx, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch
+            train_idx, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch - 1
         ):
             batch = batch.to(cfg.device)
             losses.append(train_step(model, batch, opts))
             n_seen += len(batch.label)
             bar.update(len(batch.label))
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if next_eval is not None and n_seen >= next_eval:
+                t_train += time.perf_counter() - t0
+                improved |= checkpoint(epoch)
+                t0 = time.perf_counter()
+                next_eval += cfg.eval_every
         bar.close()
         t_train += time.perf_counter() - t0
-        valid = evaluate(model, ds, "valid", cfg)
-        result.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                               **{f"valid_{k}": v for k, v in valid.items()}})  # fmt: skip
-        if valid["auc"] > best_auc:
-            best_auc, best_state, bad = valid["auc"], copy.deepcopy(model.state_dict()), 0
-            result.best_epoch = epoch + 1
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
+        if losses or not result.history:  # not evaluated right at the epoch's last batch
+            improved |= checkpoint(epoch)
+        bad = 0 if improved else bad + 1
+        if bad >= cfg.patience:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
         model.refresh_cache()  # the cache must match the weights just loaded
+    chosen = next(h for h in result.history if h["samples_seen"] == result.best_samples
+                  and h["epoch"] == result.best_epoch)  # fmt: skip
+    result.worse_than_constant = not chosen["valid_logloss"] < result.constant_logloss
+    if result.worse_than_constant:
+        warnings.warn(
+            f"{model.cfg.long_module}: the selected model's validation LogLoss "
+            f"{chosen['valid_logloss']:.4f} is no better than predicting the base rate "
+            f"({result.constant_logloss:.4f}); it has not learned a calibrated model",
+            stacklevel=2,
+        )
     result.train_seconds = t_train
     result.samples_per_second = n_seen / max(t_train, 1e-9)
     result.peak_rss_mb = peak_rss_mb()
