@@ -353,3 +353,56 @@ def test_to_markdown():
     assert tables.to_markdown(df, ".3f") == (
         "| model | x | n |\n| --- | --- | --- |\n| a\\|b | 0.123 | 1 |\n| c |  | 2 |\n"
     )
+
+
+def _curve_run(ds, model, train):
+    """A fake run whose validation LogLoss falls like 1/(1 + samples) for TWIN (still learning
+    at the end) and is flat after 2,000 samples for the others."""
+    hist = []
+    for seen in (1000, 2000, 3000, 4000):
+        ll = 0.6 + 100 / seen if model.long_module == "twin" else 0.6 + (seen < 2000) * 0.05
+        hist.append({"epoch": 1, "samples_seen": seen, "train_loss": ll, "valid_auc": 0.7,
+                     "valid_logloss": ll})  # fmt: skip
+    best = min(hist, key=lambda h: h["valid_logloss"])
+    info = {"history": hist, "best_epoch": 1, "best_samples": best["samples_seen"],
+            "constant_logloss": 0.65}  # fmt: skip
+    return SimpleNamespace(train=info)
+
+
+def test_learning_curves_and_which_curves_flattened():
+    ds = SimpleNamespace(name="toy")
+    settings = sweeps.module_settings(ModelConfig(long_len=200), ["twin", "din"])
+    curves = sweeps.learning_curves(ds, settings, [0], TrainConfig(), runner=_curve_run)
+    assert len(curves) == 8 and curves.selected.sum() == 2
+    assert curves.loc[curves.selected, "samples_seen"].tolist() == [4000, 2000]
+    status = sweeps.curve_status(curves, tail=0.25, tol=0.002)
+    # TWIN's best LogLoss still fell by 100/3000 - 100/4000 = 0.0083 in its last quarter.
+    assert status.set_index("model").loc["TWIN", "gain_in_tail"] == pytest.approx(
+        100 / 3000 - 100 / 4000
+    )
+    assert status.set_index("model")["flattened"].to_dict() == {"TWIN": False, "DIN": True}
+
+
+def test_tuning_settings_vary_one_parameter_at_a_time_and_choice_ranks_over_models():
+    base, train = ModelConfig(long_len=200), TrainConfig()
+    grid = {"beta_init": [0.0, 1.0], "emb_lr": [0.05, 0.2]}
+    settings = sweeps.tuning_settings(base, ["twin", "din"], grid, train)
+    tags = [(s.label, s.tags["param"], s.tags["value"]) for s in settings]
+    # the default values (beta_init 1.0, emb_lr 0.05) are the base runs, not repeated
+    assert tags == [("TWIN", "base", "base"), ("TWIN", "beta_init", "0.0"),
+                    ("TWIN", "emb_lr", "0.2"), ("DIN", "base", "base"),
+                    ("DIN", "beta_init", "0.0"), ("DIN", "emb_lr", "0.2")]  # fmt: skip
+    assert settings[1].model.beta_init == 0.0 and settings[2].train == {"emb_lr": 0.2}
+    assert settings[2].train_config(train, 3).emb_lr == 0.2
+    with pytest.raises(ValueError, match="unknown tuning parameter"):
+        sweeps.tuning_settings(base, ["twin"], {"beta": [0.0]})
+    # beta_init 0 is better for both models, emb_lr 0.2 for one of two
+    ll = {("TWIN", "base"): 0.60, ("TWIN", "beta_init"): 0.58, ("TWIN", "emb_lr"): 0.59,
+          ("DIN", "base"): 0.62, ("DIN", "beta_init"): 0.61, ("DIN", "emb_lr"): 0.63}  # fmt: skip
+    runs = pd.DataFrame([{"dataset": "toy", "model": m, "param": p, "value": v, "seed": 0,
+                          "logloss": ll[m, p]} for m, p, v in tags])  # fmt: skip
+    choice = sweeps.tuning_choice(runs, defaults={"beta_init": 1.0, "emb_lr": 0.05})
+    best = choice[choice.best].set_index("param")["value"].to_dict()
+    assert best == {"beta_init": "0.0"} or best["beta_init"] == "0.0"
+    emb = choice[choice.param == "emb_lr"].set_index("value")["mean_rank"].to_dict()
+    assert emb == {"0.2": 1.5, "0.05": 1.5}

@@ -329,11 +329,15 @@ def curve_status(
 
 
 def tuning_settings(
-    base: ModelConfig, modules: Iterable[str], grid: Mapping[str, Sequence[Any]]
+    base: ModelConfig,
+    modules: Iterable[str],
+    grid: Mapping[str, Sequence[Any]],
+    train: Any = None,
 ) -> list[Setting]:
-    """One-at-a-time variations around ``base`` for every module: the base itself (tagged
-    ``param = "base"``) and, for each ``grid`` entry (a ModelConfig or TrainConfig field), one
-    setting per value. Every module gets the same grid and the same training budget."""
+    """One-at-a-time variations around ``base`` (and the TrainConfig ``train``) for every
+    module: the base itself (tagged ``param = "base"``) and, for each ``grid`` entry (a
+    ModelConfig or TrainConfig field), one setting per value other than the current one (the
+    base run stands for that). Every module gets the same grid and the same budget."""
     from ..training.train import TrainConfig
 
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -346,7 +350,10 @@ def tuning_settings(
         cfg = dataclasses.replace(base, long_module=m)
         out.append(Setting(label_of(m), cfg, {"param": "base", "value": "base"}))
         for name, values in grid.items():
+            current = getattr(cfg if name in model_fields else train, name, None)
             for v in values:
+                if v == current:
+                    continue
                 tags = {"param": name, "value": str(v)}
                 if name in model_fields:
                     out.append(Setting(label_of(m), dataclasses.replace(cfg, **{name: v}), tags))
@@ -355,16 +362,20 @@ def tuning_settings(
     return out
 
 
-def tuning_choice(runs: pd.DataFrame, metric: str = "logloss") -> pd.DataFrame:
+def tuning_choice(
+    runs: pd.DataFrame, metric: str = "logloss", defaults: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
     """Which value of each tuned parameter is best, the same way for every model: per model,
     rank the values of a parameter by their validation ``metric`` (LogLoss: lower is better;
     the base run counts as the base value), then average the ranks over models and seeds.
     Columns: param, value, mean_rank, mean_<metric>, best (the value chosen)."""
     lower = metric == "logloss"
     base = runs[runs.param == "base"]
+    defaults = defaults or {}
     rows = []
     for param in [p for p in runs.param.unique() if p != "base"]:
-        sub = pd.concat([runs[runs.param == param], base.assign(value="base")])
+        label = str(defaults[param]) if param in defaults else "base"  # the base run's value
+        sub = pd.concat([runs[runs.param == param], base.assign(value=label)])
         ranks = sub.groupby(["dataset", "model", "seed"])[metric].rank(ascending=lower)
         sub = sub.assign(rank=ranks)
         agg = (
