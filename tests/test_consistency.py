@@ -168,7 +168,10 @@ def test_staleness_verdict_and_claims():
     assert verdict == "not reproduced" and "5 steps old 100.0" in text
     claims = pc.consistency_claims("d", {"twin": 100.0, "sim_hard": 60.0}, {"twin": 0.0}, 3,
                                    stale={0: 100.0, 10: 97.0})  # fmt: skip
-    assert [c["verdict"] for c in claims] == ["reproduced", "reproduced", "partly"]
+    # TWIN's fresh-cache hits are a plumbing check, never "reproduced" evidence
+    assert [c["verdict"] for c in claims] == ["by construction", "reproduced", "partly"]
+    assert "plumbing check" in claims[0]["detail"]
+    assert pc.consistency_claims("d", {"twin": 97.0}, {}, 1)[0]["verdict"] == "not reproduced"
     assert claims[1]["effect"] == -40.0 and claims[2]["effect"] == -3.0
     assert all(c["n_seeds"] in (1, 3) and c["dataset"] == "d" for c in claims)
     assert pc.consistency_claims("d", {"twin": 90.0, "sim_hard": 85.0}, {}, 1)[1]["verdict"] == (

@@ -11,6 +11,7 @@ from twin_study.data import SampleBuilder, SyntheticConfig, generate
 from twin_study.models import LONG_MODULES, ModelConfig, build_model, merged_topk
 from twin_study.models.gsu import CpGSU, live_scores
 from twin_study.training import TrainConfig, run
+from twin_study.training.train import predict
 
 L = 300
 
@@ -219,8 +220,12 @@ def test_every_module_trains_through_the_entry_point(ds, tmp_path, monkeypatch):
     for module in LONG_MODULES:
         r = run(ds, ModelConfig(long_module=module, long_len=L, k=20, n_clusters=10,
                                 gsu_chunk=128), cfg)  # fmt: skip
-        assert 0.0 < r.metrics["test"]["auc"] < 1.0, module
+        auc = r.metrics["test"]["auc"]
+        assert 0.0 < auc < 1.0 and auc != 0.5, (module, auc)  # exactly 0.5: a constant output
         assert np.isfinite(r.metrics["test"]["logloss"]), module
+        # A collapsed model predicts one probability for everything; these must vary.
+        prob = predict(r.model, ds, ds.split_indices("test")[:64], cfg)
+        assert np.ptp(prob) > 1e-4, (module, np.ptp(prob))
     # The results cache: a repeated run is loaded, not retrained, and predicts the same.
     again = run(ds, ModelConfig(long_module="twin", long_len=L, k=20, n_clusters=10,
                                 gsu_chunk=128), cfg)  # fmt: skip
@@ -234,3 +239,13 @@ def test_no_paracon_gsu_is_frozen_and_separate(ds, tmp_path, monkeypatch):
     model = r.model
     assert all(not p.requires_grad for p in model.gsu_source.parameters())
     assert not torch.equal(model.gsu_source.esu.W_h.weight, model.esu.W_h.weight)
+    # The GSU reads the auxiliary model's parameters: its scores are the auxiliary TWIN's own
+    # alpha (fresh cache), not this model's.
+    batch = SampleBuilder(ds, L).build(ds.split_indices("test")[:20])
+    x = model.gsu_input(batch)
+    aux, own = model.gsu_source, model
+    with torch.no_grad():
+        model.refresh_cache()
+        scores, _ = model.gsu.scores(x)
+        torch.testing.assert_close(scores, live_scores(aux.emb, aux.esu, x), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(scores, live_scores(own.emb, own.esu, x), atol=1e-2)

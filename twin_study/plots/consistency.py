@@ -318,8 +318,13 @@ def consistency_claims(
         out.append({
             "claim": "TWIN's GSU output 100 holds ~94 of the real top-100 (Fig. 4)",
             "dataset": dataset, "effect": t - 94.0 * k / 100, "spread": std.get("twin", 0.0),
-            "verdict": "reproduced" if t >= 0.94 * k else "not reproduced", "n_seeds": n_seeds,
-            "detail": f"{t:.1f} hits; {k} by construction with a fresh cache",
+            # With a fresh cache the GSU scores ARE the ESU's, so k hits prove the plumbing
+            # (cache, bias tables, head merge), not the paper's claim; the staleness claim
+            # below is the evidence. Fewer than k would mean a bug.
+            "verdict": "by construction" if t >= k - 1e-6 else "not reproduced",
+            "n_seeds": n_seeds,
+            "detail": f"{t:.1f} hits: a plumbing check (fresh cache: the GSU ranks with the "
+                      f"ESU's own scores), not evidence; see the cache-delay claim",
         })  # fmt: skip
     if "twin" in hits and "sim_hard" in hits:
         d = hits["sim_hard"] - hits["twin"]
