@@ -22,22 +22,23 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
 from ..models.config import LONG_MODULES, ModelConfig
 from ..models.ctr import build_model
+from ..training.pretrain import pretrained_vectors
 
 IMPLS = ("fast", "reference")
 
 
 def _extras(module: str, ds, cfg: ModelConfig) -> dict:
     """What a module needs besides the data. Throughput does not depend on the values, so SIM
-    Soft / Cluster get random item vectors and w/o Para-Con an untrained TWIN."""
+    Soft / Cluster get an untrained DIN's item vectors (the width of the trained ones, which
+    sets the scoring cost: H for K_h) and w/o Para-Con an untrained TWIN."""
     if module in ("sim_soft", "sim_cluster"):
-        rng = np.random.default_rng(0)
-        return {"item_vectors": rng.normal(size=(ds.items.n_items + 1, 16)).astype(np.float32)}
+        din = build_model(ModelConfig(**{**cfg.to_dict(), "long_module": "din"}), ds)
+        return {"item_vectors": pretrained_vectors(din, cfg.sim_vectors)}
     if module == "twin_no_paracon":
         aux = ModelConfig(**{**cfg.to_dict(), "long_module": "twin"})
         return {"gsu_source": build_model(aux, ds)}

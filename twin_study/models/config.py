@@ -14,15 +14,23 @@ LONG_MODULES = {
     "avg_pool": "Avg-Pooling: mean of the inherent features of all L behaviours",
     "din": "DIN: target attention over the most recent k behaviours",
     "sim_hard": "SIM Hard: GSU keeps behaviours of the target's category (most recent first)",
-    "sim_soft": "SIM Soft: GSU ranks by inner product of pre-trained item embeddings",
+    "sim_soft": "SIM Soft: GSU ranks by inner product of pre-trained item vectors (sim_vectors)",
     "sim_cluster": "SIM Cluster: GSU keeps behaviours in the target's k-means cluster",
-    "eta": "ETA: SimHash of the model's own item embeddings, Hamming-distance top-k",
+    "eta": "ETA: SimHash of the model's own item vectors (hash_input), Hamming-distance top-k",
     "sdim": "SDIM (attention): (m, tau) multi-round hashing, top-k by colliding signatures",
     "sdim_linear": "SDIM (original): colliding behaviours summed per signature, no attention",
     "twin": "TWIN: CP-GSU with the ESU's own multi-head attention and the item cache",
     "twin_no_paracon": "TWIN w/o Para-Con: GSU parameters from a separately trained TWIN",
     "twin_raw": "TWIN w/ Raw MHTA: full projection of [K_h, K_c] in both stages, no cache",
     "twin_no_bias": "TWIN w/o Bias: cross features removed from scores and values",
+}
+
+# What a per-item vector can be built from (``FeatureEmbedder.item_vectors``): the source of
+# SIM Soft / Cluster's pre-trained vectors (``ModelConfig.sim_vectors``) and of what ETA / SDIM
+# hash (``ModelConfig.hash_input``).
+ITEM_VECTOR_SOURCES = {
+    "inherent": "K_h: item id + every item-table feature (author, category, ...), as TWIN's keys",
+    "item_id": "the item-id embedding alone (the study's first baselines)",
 }
 
 TWO_STAGE = {"din", "sim_hard", "sim_soft", "sim_cluster", "eta", "sdim",
@@ -68,6 +76,14 @@ class ModelConfig:
     n_clusters: int = 100  # SIM Cluster: k-means clusters (Cluster vs Cluster+ = two settings)
     hash_seed: int = 1234  # fixed random projections for ETA / SDIM (never redrawn)
     extra: dict = field(default_factory=dict)  # free-form notes carried into results
+    # Issue 10, fair baselines (each one of ITEM_VECTOR_SOURCES):
+    # SIM Soft / Cluster's vectors from the pre-trained DIN: "inherent" = its K_h of every item
+    # (id + author + category + ... embeddings, what TWIN's keys see); "item_id" = the id
+    # embedding alone (the old choice: barely moved from its init, near-random retrieval).
+    sim_vectors: str = "inherent"
+    # What ETA / SDIM hash: "inherent" = K_h, the features TWIN's keys see (so only the
+    # retrieval method differs); "item_id" = the item-id embedding alone (the old choice).
+    hash_input: str = "inherent"
 
     def validate(self) -> ModelConfig:
         def need(cond: bool, msg: str) -> None:
@@ -95,6 +111,12 @@ class ModelConfig:
         )
         need(self.sdim_bits % self.sdim_tau == 0, "sdim_bits must be a multiple of sdim_tau")
         need(self.n_clusters >= 2, "n_clusters must be >= 2")
+        for name in ("sim_vectors", "hash_input"):
+            need(
+                getattr(self, name) in ITEM_VECTOR_SOURCES,
+                f"unknown {name} {getattr(self, name)!r}; choose one of "
+                f"{sorted(ITEM_VECTOR_SOURCES)}",
+            )
         return self
 
     def to_dict(self) -> dict:

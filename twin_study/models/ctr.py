@@ -130,9 +130,9 @@ class CTRModel(nn.Module):
 
                 self.gsu = CodeMatchGSU(kmeans_codes(item_vectors, cfg.n_clusters, cfg.hash_seed))
         elif m == "eta":
-            self.gsu = EtaGSU(self.emb, cfg.eta_bits, cfg.hash_seed)
+            self.gsu = EtaGSU(self.emb, cfg.eta_bits, cfg.hash_seed, cfg.hash_input)
         elif m == "sdim":
-            self.gsu = SdimGSU(self.emb, cfg.sdim_bits, cfg.sdim_tau, cfg.hash_seed)
+            self.gsu = SdimGSU(self.emb, cfg.sdim_bits, cfg.sdim_tau, cfg.hash_seed, cfg.hash_input)
         elif m in ("twin", "twin_no_bias"):
             self.gsu = CpGSU(self.emb, self.esu, cfg.cache_refresh)
         elif m == "twin_raw":
@@ -146,8 +146,8 @@ class CTRModel(nn.Module):
         elif m == "avg_pool":
             self.pool = AvgPooling(H, cfg.d_out)
         elif m == "sdim_linear":
-            self.pool = SdimLinear(SdimGSU(self.emb, cfg.sdim_bits, cfg.sdim_tau, cfg.hash_seed),
-                                   H, cfg.d_out)  # fmt: skip
+            sdim = SdimGSU(self.emb, cfg.sdim_bits, cfg.sdim_tau, cfg.hash_seed, cfg.hash_input)
+            self.pool = SdimLinear(sdim, H, cfg.d_out)
         self.short = TwinAttention(H, J, cd, mode="split", **att)  # own parameters
         width = cfg.d_out * 2 + self.emb.U + H
         if cfg.mlp_interaction:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.schema import ItemTable
+from .config import ITEM_VECTOR_SOURCES
 
 # Largest (requests x items) count matrix ``inherent_mean`` builds densely (64 MiB of float32).
 DENSE_COUNTS_MAX = 1 << 24
@@ -75,6 +76,22 @@ class FeatureEmbedder(nn.Module):
     def inherent(self, item: torch.Tensor) -> torch.Tensor:
         """K_h of items: (...,) ids -> (..., H)."""
         return torch.cat(self._inherent_parts(item), dim=-1)
+
+    def item_vectors(self, source: str = "inherent") -> torch.Tensor:
+        """One vector per item (padding row 0 included), from the live parameters, no gradient:
+        the table SIM Soft / Cluster pre-train and ETA / SDIM hash (``ITEM_VECTOR_SOURCES``).
+        "inherent": K_h of every item, (n_items + 1, H), what TWIN's keys see; "item_id": the
+        item-id embedding alone, (n_items + 1, id_dim). Costs one (n_items + 1) x H gather,
+        as TWIN's cache rebuild does."""
+        if source not in ITEM_VECTOR_SOURCES:
+            raise ValueError(
+                f"unknown item-vector source {source!r}; choose one of {list(ITEM_VECTOR_SOURCES)}"
+            )
+        with torch.no_grad():
+            if source == "item_id":
+                return self.item_emb["item"].weight.detach()
+            ids = torch.arange(self.n_items + 1, device=self.item_emb["item"].weight.device)
+            return self.inherent(ids)
 
     def behaviours(
         self, item: torch.Tensor, codes: torch.Tensor

@@ -157,24 +157,33 @@ class SoftGSU(GSU):
         return select_per_request(rows, x.n_valid(), x.req, x.length, k)
 
 
+def hash_projection(emb: FeatureEmbedder, source: str, bits: int, seed: int) -> torch.Tensor:
+    """(dim, bits) fixed random projection of ETA / SDIM, drawn once from ``seed``; dim is the
+    width of ``emb.item_vectors(source)`` (H for K_h, id_dim for the item id)."""
+    g = torch.Generator().manual_seed(seed)
+    dim = emb.H if source == "inherent" else emb.item_emb["item"].embedding_dim
+    return torch.randn(dim, bits, generator=g)
+
+
 class EtaGSU(GSU):
     """ETA: SimHash signatures (sign of fixed random projections) of the model's own, live item
-    embeddings; rank by Hamming distance to the target's signature.
+    vectors; rank by Hamming distance to the target's signature.
 
-    The projection is drawn once from ``hash_seed`` and stored as a buffer, so evaluation never
-    redraws it. With +-1 signatures, dot = m - 2 * Hamming, so a dot-product ranking is the
-    Hamming ranking.
+    ``source`` (``ModelConfig.hash_input``): "inherent" hashes K_h (id, author, category, ...),
+    the features TWIN's keys see, so the comparison differs in the retrieval method only;
+    "item_id" hashes the item-id embedding alone. The projection is drawn once from
+    ``hash_seed`` and stored as a buffer, so evaluation never redraws it. With +-1 signatures,
+    dot = m - 2 * Hamming, so a dot-product ranking is the Hamming ranking.
     """
 
-    def __init__(self, emb: FeatureEmbedder, bits: int, seed: int):
+    def __init__(self, emb: FeatureEmbedder, bits: int, seed: int, source: str = "inherent"):
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        dim = emb.item_emb["item"].embedding_dim
-        self.register_buffer("proj", torch.randn(dim, bits, generator=g))
+        self.register_buffer("proj", hash_projection(emb, source, bits, seed))
+        self.source = source
         self._emb = [emb]  # a plain reference: the embedder is registered by the CTR model
 
     def signatures(self) -> torch.Tensor:
-        w = self._emb[0].item_emb["item"].weight.detach()
+        w = self._emb[0].item_vectors(self.source)  # (n_items + 1, dim), no gradient
         return torch.where(w @ self.proj >= 0, 1.0, -1.0)  # (n_items + 1, bits)
 
     def scores(self, x: GsuInput):
@@ -191,20 +200,22 @@ class EtaGSU(GSU):
 class SdimGSU(GSU):
     """SDIM: m hash bits grouped into m / tau signatures of tau bits each (every tau bits ANDed
     into one bucket id). A behaviour is gathered when at least one of its signatures collides
-    with the target's; rank by the number of colliding signatures (paper's attention variant)."""
+    with the target's; rank by the number of colliding signatures (paper's attention variant).
+    Hashes ``emb.item_vectors(source)`` with a fixed projection, as ``EtaGSU``."""
 
-    def __init__(self, emb: FeatureEmbedder, bits: int, tau: int, seed: int):
+    def __init__(
+        self, emb: FeatureEmbedder, bits: int, tau: int, seed: int, source: str = "inherent"
+    ):
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        dim = emb.item_emb["item"].embedding_dim
-        self.register_buffer("proj", torch.randn(dim, bits, generator=g))
+        self.register_buffer("proj", hash_projection(emb, source, bits, seed))
         self.register_buffer("pow2", 2 ** torch.arange(tau))
         self.tau, self.groups = tau, bits // tau
+        self.source = source
         self._emb = [emb]
 
     def buckets(self) -> torch.Tensor:
         """(n_items + 1, groups) bucket id of each item in each signature group."""
-        w = self._emb[0].item_emb["item"].weight.detach()
+        w = self._emb[0].item_vectors(self.source)  # (n_items + 1, dim), no gradient
         bits = (w @ self.proj >= 0).long().view(w.shape[0], self.groups, self.tau)
         return (bits * self.pow2).sum(-1)
 

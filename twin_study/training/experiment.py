@@ -6,7 +6,8 @@ fingerprint, model and training config, code version), so an interrupted or repe
 never retrains what it already has.
 
 Models that need another model first are built here too:
-* SIM Soft / SIM Cluster: item vectors pre-trained by a DIN run (see ``pretrain``);
+* SIM Soft / SIM Cluster: item vectors (``ModelConfig.sim_vectors``) pre-trained by a DIN run
+  (see ``pretrain``);
 * TWIN w/o Para-Con: a separately trained TWIN (seed + ``AUX_SEED_OFFSET``) whose parameters,
   frozen, drive the GSU.
 """
@@ -32,6 +33,7 @@ from ..data.schema import Dataset
 from ..models.config import ModelConfig
 from ..models.ctr import CTRModel, build_model
 from ..seed import seed_everything
+from .pretrain import pretrained_vectors
 from .train import TrainConfig, TrainResult, evaluate, fit
 
 CACHE_VERSION = 2  # bump when a change alters trained results
@@ -84,7 +86,11 @@ def prerequisites(model: ModelConfig, train: TrainConfig) -> list[tuple[ModelCon
     workers never train the same prerequisite at the same time."""
     m = model.long_module
     if m in ("sim_soft", "sim_cluster"):
-        return [(dataclasses.replace(model, long_module="din", n_clusters=100), train)]
+        # Fields DIN does not use are reset to their defaults, so that every SIM variant (and
+        # the sweep's own DIN row) shares one pre-training run.
+        din = dataclasses.replace(model, long_module="din", n_clusters=100,
+                                  sim_vectors="inherent", hash_input="inherent")  # fmt: skip
+        return [(din, train)]
     if m == "twin_no_paracon":
         aux_train = dataclasses.replace(train, seed=train.seed + AUX_SEED_OFFSET)
         return [(dataclasses.replace(model, long_module="twin"), aux_train)]
@@ -94,7 +100,7 @@ def prerequisites(model: ModelConfig, train: TrainConfig) -> list[tuple[ModelCon
 def _extras(ds: Dataset, model: ModelConfig, train: TrainConfig, cache: bool) -> dict[str, Any]:
     pre = [run(ds, m, t, cache=cache) for m, t in prerequisites(model, train)]
     if model.long_module in ("sim_soft", "sim_cluster"):
-        return {"item_vectors": pre[0].model.emb.item_emb["item"].weight.detach().cpu().numpy()}
+        return {"item_vectors": pretrained_vectors(pre[0].model, model.sim_vectors)}
     if model.long_module == "twin_no_paracon":
         return {"gsu_source": pre[0].model}
     return {}

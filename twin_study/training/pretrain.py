@@ -1,14 +1,29 @@
-"""Pre-trained item embeddings for SIM Soft and SIM Cluster.
+"""Pre-trained item vectors for SIM Soft and SIM Cluster.
 
-TWIN does not say how its SIM baselines' embeddings were pre-trained (SIM itself learns them
-with an auxiliary CTR loss on the long sequence). Our documented choice: train a DIN model (the
-same CTR model with attention over the most recent k behaviours) on the same training split and
-take its learned item-id embeddings; SIM Cluster runs k-means on those vectors.
+TWIN does not say how its SIM baselines' vectors were pre-trained (SIM itself learns them with
+an auxiliary CTR loss on the long sequence). Our documented choice: train a DIN model (the same
+CTR model with attention over the most recent k behaviours) on the same training split with the
+sweep's TrainConfig, and take its K_h of every item (``ModelConfig.sim_vectors = "inherent"``:
+id + author + category + ... embeddings, the features TWIN's keys see). The item-id embedding
+alone (``"item_id"``, the first choice) barely moves from its N(0, 1) init in a short run, so
+retrieval by it was near random. SIM Cluster runs k-means on the same vectors.
+``analysis.retrieval.vector_separation`` reports how well a table separates authors and
+categories.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # models.ctr imports this module lazily (SIM Cluster's k-means)
+    from ..models.ctr import CTRModel
+
+
+def pretrained_vectors(model: CTRModel, source: str = "inherent") -> np.ndarray:
+    """(n_items + 1, D) item vectors of a trained model (row 0 = padding), as SIM gets them."""
+    return model.emb.item_vectors(source).detach().cpu().numpy()
 
 
 def kmeans_codes(vectors: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
