@@ -100,7 +100,7 @@ def test_batch_windows_and_masks_align(ds, batch):
 
 
 def test_cross_bias_changes_ranking_per_behaviour_and_trains(ds, batch):
-    model = twin(ds)
+    model = twin(ds, beta_init=1.0)  # the default 0 starts the bias silent (next test)
     att, emb = model.esu, model.emb
     # Same item, different cross codes -> different scores (a per-user constant could not).
     codes = torch.tensor([[[9, 1, 0]], [[0, 0, 15]]])  # (2, 1, J)
@@ -127,8 +127,22 @@ def test_split_projection_equals_block_diagonal_full_projection(ds):
         torch.testing.assert_close(att.cross_bias(k_c)[:, a], full)
 
 
-def test_every_twin_parameter_receives_a_gradient(ds, batch):
+def test_silent_bias_at_init_still_learns(ds, batch):
+    """With beta = 0 at init the bias is zero and W^c's first gradient is zero (it is scaled
+    by beta); beta's is not, so after one step both train."""
     model = twin(ds)
+    assert model.esu.beta.abs().sum() == 0
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(2):
+        opt.zero_grad()
+        F.binary_cross_entropy_with_logits(model(batch), batch.label).backward()
+        assert model.esu.beta.grad.abs().sum() > 0
+        assert (model.esu.W_c.grad.abs().sum() > 0) == (step == 1)
+        opt.step()
+
+
+def test_every_twin_parameter_receives_a_gradient(ds, batch):
+    model = twin(ds, beta_init=1.0)
     loss = F.binary_cross_entropy_with_logits(model(batch), batch.label)
     loss.backward()
     for name, p in model.named_parameters():

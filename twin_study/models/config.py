@@ -55,7 +55,9 @@ class ModelConfig:
     emb_init_std: float = 1.0
     shared_qk_init: bool = True  # initialise W^q = W^h (see attention.py); False = independent
     qk_init_scale: float = 1.0  # W^q (= W^h) at init times this (attention.py); not stated
-    beta_init: float = 1.0  # the cross-bias weights beta at init (Eq. 6); not stated
+    # The cross-bias weights beta at init (Eq. 6); not stated. 0: the bias starts silent and
+    # grows as W^c learns which codes matter (chosen in notebook 03's tuning section).
+    beta_init: float = 0.0
     mlp: tuple[int, ...] = (200, 80)  # hidden sizes of the MLP mixer (not stated)
     # Also feed the MLP the element-wise products of each interest vector with a projection
     # of the target (not stated in the paper; without it a ReLU MLP must learn to compare two

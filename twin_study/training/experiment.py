@@ -36,7 +36,7 @@ from ..seed import seed_everything
 from .pretrain import pretrained_vectors
 from .train import TrainConfig, TrainResult, evaluate, fit
 
-CACHE_VERSION = 2  # bump when a change alters trained results
+CACHE_VERSION = 3  # bump when a change alters trained results
 AUX_SEED_OFFSET = 1000
 # Training options that do not change the result and so stay out of the cache key.
 _NOT_IN_KEY = {"progress", "device", "threads", "eval_batch_size"}
