@@ -17,6 +17,16 @@ The generative story (all numbers are ``SyntheticConfig`` fields):
   interest active at that time. Two request-independent cross features are stored per
   behaviour: the play-time ratio bucket (engaged behaviours are watched longer) and a like flag.
   The time gap to the request is the third cross feature, computed at batch time.
+* How well category predicts relevance is a knob, ``off_category_items`` (default 0): the
+  share of items filed under a category other than their author's (each such item gets one of
+  the other categories at random). At 0 an author's items all share the author's category, so
+  a relevant behaviour (same author as the target, below) always has the target's category and
+  SIM Hard's category filter never drops one; at 1 no item sits in its author's category and
+  the target's category says almost nothing about which behaviours are relevant. Only the
+  item table's ``category`` feature changes: behaviours, requests, clicks, the planted truth
+  and the hidden latent vectors (which follow the author) are the same at every value, so
+  worlds that differ only in this knob are paired. The re-filing is drawn from its own random
+  stream, so the default generates exactly the data it did before the knob existed.
 * Requests come late in the history; each has a few candidate targets, half of them from the
   user's interests (dormant ones included). The click logit is
   ``base + strength * log1p(n_rel) + quality[item]`` where ``n_rel`` counts the *relevant*
@@ -68,6 +78,9 @@ class SyntheticConfig:
     base_logit: float = -2.0  # click logit with no relevant behaviour
     strength: float = 1.2  # logit per log1p(relevant behaviours)
     quality_sigma: float = 0.5  # per-item click quality (learnable from the item id)
+    # Share of items filed under another category than their author's, in [0, 1]: how badly
+    # category predicts relevance (0: perfectly, SIM Hard's premise; 1: hardly at all).
+    off_category_items: float = 0.0
     split_quantiles: tuple[float, float] = (0.8, 0.9)  # request-time cut points train|valid|test
     seed: int = 0
 
@@ -96,6 +109,14 @@ class SyntheticConfig:
         need(
             self.requests_per_user >= 1 and self.candidates_per_request >= 1,
             "requests_per_user and candidates_per_request must be >= 1",
+        )
+        need(
+            0.0 <= self.off_category_items <= 1.0,
+            f"off_category_items must be in [0, 1], got {self.off_category_items}",
+        )
+        need(
+            self.off_category_items == 0.0 or self.n_categories >= 2,
+            "off_category_items > 0 needs n_categories >= 2 (another category to file items in)",
         )
         q0, q1 = self.split_quantiles
         need(0 < q0 < q1 < 1, "split_quantiles must be 0 < train < valid < 1")
@@ -126,11 +147,12 @@ def _items(cfg: SyntheticConfig, rng: np.random.Generator):
     popularity = np.minimum(popularity, 1e4)
     popularity /= popularity.sum()
     quality = rng.normal(0.0, cfg.quality_sigma, cfg.n_items)
+    item_cat = _off_category(cfg, author_cat[item_author])
     # Shift author and category codes by one so that code 0 is reserved for the padding item.
     pad = np.zeros(1, dtype=np.int32)
     features = {
         "author": np.concatenate([pad, item_author + 1]).astype(np.int32),
-        "category": np.concatenate([pad, author_cat[item_author] + 1]).astype(np.int32),
+        "category": np.concatenate([pad, item_cat + 1]).astype(np.int32),
         "duration": np.concatenate([pad, rng.integers(1, cfg.n_durations + 1, cfg.n_items)]).astype(
             np.int32
         ),
@@ -146,6 +168,40 @@ def _items(cfg: SyntheticConfig, rng: np.random.Generator):
     author_ptr = np.concatenate([[0], np.cumsum(np.bincount(item_author, minlength=cfg.n_authors))])
     authors_of_cat = [np.flatnonzero(author_cat == c) for c in range(cfg.n_categories)]
     return items, latent, popularity, quality, author_cat, order + 1, author_ptr, authors_of_cat
+
+
+# Entropy mixed into the seed of the knob's own random stream (any fixed number would do).
+_OFF_CATEGORY_STREAM = 0x0FFCA7
+
+
+def _off_category(cfg: SyntheticConfig, cat: np.ndarray) -> np.ndarray:
+    """0-based category per item: the author's, except for a share ``off_category_items``
+    filed under one of the other categories.
+
+    The draws come from a separate stream seeded by ``(seed, _OFF_CATEGORY_STREAM)``, never
+    from the generator's main stream, so the knob changes nothing else, and at 0 nothing at all
+    (the main stream is not touched). The same uniforms serve every value of the knob, so the
+    items re-filed at 0.5 are a subset of those at 1.0, with the same new categories.
+    """
+    x = cfg.off_category_items
+    if x == 0.0:
+        return cat
+    rng = np.random.default_rng([cfg.seed, _OFF_CATEGORY_STREAM])
+    u = rng.random(len(cat))
+    shift = rng.integers(1, cfg.n_categories, len(cat))  # never 0: a different category
+    return np.where(u < x, (cat + shift) % cfg.n_categories, cat)
+
+
+def dataset_name(cfg: SyntheticConfig) -> str:
+    """``"synthetic"``, or ``"synthetic-offcat<x>"`` when ``off_category_items`` is x > 0.
+
+    The knob changes only the item table, which the results cache's data fingerprint
+    (``training.experiment.fingerprint``: the name, the log and the samples) does not read;
+    the name is what keeps runs on different worlds from sharing cache entries. It also labels
+    the world in tables. At 0 the name stays ``"synthetic"``, so existing cache keys hold.
+    """
+    x = cfg.off_category_items
+    return "synthetic" if x == 0.0 else f"synthetic-offcat{x:g}"
 
 
 def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Dataset:
@@ -288,7 +344,7 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
         request=np.arange(n_smp, dtype=np.int64) // cfg.candidates_per_request,
     )
     ds = Dataset(
-        name="synthetic",
+        name=dataset_name(cfg),
         items=items,
         log=log,
         samples=samples,
