@@ -214,6 +214,8 @@ def plot_learning_curves(
     const = curves["constant_logloss"].dropna()
     if len(const):
         axes[1].axhline(const.mean(), color="k", ls="--", lw=1, label="base-rate predictor")
+    for ax in axes:  # 25k, 50k, ...: full numbers collide on the axis
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
     axes[0].set(xlabel="training samples seen", ylabel="validation AUC", title="AUC")
     axes[1].set(xlabel="training samples seen", ylabel="validation LogLoss", title="LogLoss")
     axes[1].legend(**OUTSIDE)
