@@ -19,22 +19,26 @@ from twin_study.data import SyntheticConfig, bayes_auc, generate
 from twin_study.models import ModelConfig
 from twin_study.training import TrainConfig, run
 
-L = 600
+L = 1000
 SEEDS = (0, 1, 2)
+# W^q = W^h scaled by 3 at init: a sharper similarity prior, which this small world needs for
+# TWIN to learn within one pass (measured here: +0.043, +0.051, +0.042 AUC over Avg-Pooling).
+MODEL = {"qk_init_scale": 3.0}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("TWIN_STUDY_CACHE", str(tmp_path_factory.mktemp("cache")))
-    ds = generate(SyntheticConfig(n_users=200, n_items=2000, n_authors=200,
+    ds = generate(SyntheticConfig(n_users=300, n_items=2000, n_authors=200,
                                   authors_per_interest=(3, 8), history_len=L, history_min=L // 2,
                                   requests_per_user=20, seed=5))  # fmt: skip
     out = {}
     for seed in SEEDS:
-        cfg = TrainConfig(epochs=1, batch_size=128, threads=1, progress=False, seed=seed)
+        cfg = TrainConfig(epochs=1, batch_size=128, threads=1, progress=False, seed=seed,
+                          eval_every=4000, eval_samples=2000)  # fmt: skip
         for m in ("twin", "avg_pool"):
-            out[m, seed] = run(ds, ModelConfig(long_module=m, long_len=L), cfg)
+            out[m, seed] = run(ds, ModelConfig(long_module=m, long_len=L, **MODEL), cfg)
     yield ds, out
     mp.undo()
 

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from twin_study import cli
+from twin_study import cli, runner
 from twin_study.analysis import sweeps
 from twin_study.data import SyntheticConfig, generate
 from twin_study.models import ModelConfig
@@ -61,7 +61,7 @@ def test_config_checks_and_environment(monkeypatch):
     monkeypatch.setenv(parallel.JOBS_ENV, "two")
     with pytest.raises(ValueError, match="TWIN_STUDY_JOBS"):
         ParallelConfig.resolve()
-    cfg = ParallelConfig(3, "tcp://10.0.0.5:8786").validate()
+    cfg = ParallelConfig(3, "tcp://127.0.0.1:8786").validate()
     for name, value in cfg.to_env().items():
         monkeypatch.setenv(name, value)
     assert ParallelConfig.resolve() == cfg
@@ -168,6 +168,14 @@ def test_run_command_passes_the_setting_to_the_notebooks(monkeypatch, capsys):
         monkeypatch.delenv(name, raising=False)
     assert cli.main(["run", "--jobs", "0", "--list"]) == 2
     assert "jobs must be an integer >= 1" in capsys.readouterr().err
-    assert cli.main(["run", "--jobs", "2", "--dask", "tcp://10.0.0.5:8786", "--list"]) == 0
-    assert os.environ[parallel.JOBS_ENV] == "2"
-    assert os.environ[parallel.DASK_ENV] == "tcp://10.0.0.5:8786"
+    seen = {}
+
+    def record(*args, **kwargs):  # what the notebooks' kernels would inherit
+        seen.update({k: os.environ.get(k) for k in (parallel.JOBS_ENV, parallel.DASK_ENV)})
+
+    monkeypatch.setattr(runner, "list_notebooks", record)
+    # a loopback address: nothing connects here (--list runs no notebook)
+    assert cli.main(["run", "--jobs", "2", "--dask", "tcp://127.0.0.1:8786", "--list"]) == 0
+    assert seen == {parallel.JOBS_ENV: "2", parallel.DASK_ENV: "tcp://127.0.0.1:8786"}
+    # ... and only for that command: the caller's environment is left as it was
+    assert parallel.JOBS_ENV not in os.environ and parallel.DASK_ENV not in os.environ

@@ -668,6 +668,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # --jobs / --dask reach the notebooks' kernels through the environment; set them for this
+    # command only, so a caller (a test, a notebook calling main) keeps its own.
+    saved = {k: os.environ.get(k) for k in ("TWIN_STUDY_JOBS", "TWIN_STUDY_DASK")}
+    try:
+        return _main(args)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         extra = parse_assignments(args.param)
         if args.jobs is not None or args.dask:

@@ -64,7 +64,7 @@ class ParallelConfig:
             raise ValueError(f"jobs must be an integer >= 1, got {self.jobs!r}")
         if self.dask and self.dask != LOCAL and not _ADDRESS.match(self.dask):
             raise ValueError(
-                f"dask must be {LOCAL!r} or a scheduler address like tcp://10.0.0.5:8786, "
+                f"dask must be {LOCAL!r} or a scheduler address like tcp://scheduler-host:8786, "
                 f"got {self.dask!r}"
             )
         return self
