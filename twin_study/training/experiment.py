@@ -36,7 +36,7 @@ from ..seed import seed_everything
 from .pretrain import pretrained_vectors
 from .train import TrainConfig, TrainResult, evaluate, fit
 
-CACHE_VERSION = 3  # bump when a change alters trained results
+CACHE_VERSION = 4  # bump when a change alters trained results (4: emb_init_std 0.3, emb_lr 0.2)
 AUX_SEED_OFFSET = 1000
 # Training options that do not change the result and so stay out of the cache key.
 _NOT_IN_KEY = {"progress", "device", "threads", "eval_batch_size"}
@@ -57,8 +57,15 @@ def fingerprint(ds: Dataset) -> str:
     """A digest of the data set's content (cached on the object)."""
     if "_fingerprint" not in ds.meta:
         h = hashlib.sha1(ds.name.encode())
-        for arr in (ds.log.user_ptr, ds.log.item, ds.log.time, ds.log.cross, ds.samples.item,
-                    ds.samples.label, ds.samples.hist_end, ds.samples.split):  # fmt: skip
+        arrays = [ds.log.user_ptr, ds.log.item, ds.log.time, ds.log.cross, ds.samples.item,
+                  ds.samples.label, ds.samples.hist_end, ds.samples.split]  # fmt: skip
+        # The item table and user features too: two worlds with the same log but different
+        # item categories/authors (e.g. the off_category_items knob) must not share a key.
+        for table in (ds.items.features, ds.user_features):
+            for name in sorted(table):
+                h.update(name.encode())
+                arrays.append(table[name])
+        for arr in arrays:
             h.update(np.ascontiguousarray(arr).tobytes())
         ds.meta["_fingerprint"] = h.hexdigest()[:16]
     return ds.meta["_fingerprint"]
