@@ -114,8 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
 
+    from twin_study import runtime
     from twin_study.analysis import complexity as cx
     from twin_study.models import LONG_MODULES
 
@@ -133,8 +133,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"twin-study bench: error: {exc}", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    runtime.configure(args.threads)
     models = cx.build_models(heads=args.heads, d_k=args.d_k, device=device)
     env = cx.environment()
     print(f"CP-GSU scoring, raw MHTA vs TWIN on {device} (torch {env['torch']}, "

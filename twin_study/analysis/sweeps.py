@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import runtime
 from ..models.config import ModelConfig
 
 METRICS = ("auc", "gauc", "logloss")
@@ -570,10 +571,7 @@ def timings(
     (the models come from the results cache). Rows: dataset, model, seed, repeat, ms_per_1k."""
     if runner is None:
         from ..training.experiment import run as runner
-    if train.threads:
-        import torch
-
-        torch.set_num_threads(train.threads)
+    runtime.configure(train.threads)
     frames = []
     for setting in settings:
         for seed in seeds:

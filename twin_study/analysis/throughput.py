@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 import torch
 
+from .. import runtime
 from ..models.config import LONG_MODULES, ModelConfig
 from ..models.ctr import build_model
 from ..training.pretrain import pretrained_vectors
@@ -64,8 +65,7 @@ def train_probe(
 
     if long_module not in LONG_MODULES:
         raise ValueError(f"unknown long_module {long_module!r}; one of {sorted(LONG_MODULES)}")
-    if threads:
-        torch.set_num_threads(threads)
+    runtime.configure(threads)
     dev = resolve_device(device)
     t0 = time.perf_counter()
     # A batch holds whole requests (5 samples each); a user gives ~40 training samples.

@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from .. import runtime
 from ..data.schema import Dataset
 from ..models.config import ModelConfig
 from .train import TrainConfig
@@ -144,8 +145,6 @@ def train_task(
 ) -> tuple[str, dict[str, bytes], float]:
     """Train one run in a private results cache holding ``given`` (prerequisite entries);
     return its key, the files of its cache entry and the wall seconds."""
-    import torch
-
     from . import experiment
 
     with _WORKER_LOCK, tempfile.TemporaryDirectory(prefix="twin-study-worker-") as scratch:
@@ -154,7 +153,7 @@ def train_task(
         try:
             for key, files in given.items():
                 experiment.store_run(key, files)
-            torch.set_num_threads(1)  # N workers on N cores: more threads only contend
+            runtime.configure(1)  # N workers on N cores: more threads only contend
             t0 = time.perf_counter()
             res = experiment.run(ds, model, dataclasses.replace(train, threads=1, progress=False))
             seconds = time.perf_counter() - t0

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import runtime
 from ..data.batching import SampleBuilder
 from ..data.schema import Dataset
 from ..models.ctr import CTRModel
@@ -168,8 +169,7 @@ def fit(
     ``builder`` makes the training batches (default ``builder_for``); data-parallel training
     passes one that builds only its rank's shard of each batch (``training.distributed``)."""
     cfg = cfg.validate()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    runtime.configure(cfg.threads)
     seed_everything(cfg.seed)
     model.to(cfg.device)
     train_idx = ds.split_indices("train")
