@@ -226,3 +226,49 @@ def test_batch_builder_equals_the_plain_fancy_index_gather(ds, long_len):
         for name in ("sample_idx", "req", "target", "hist_item", "hist_cross", "hist_len"):
             assert torch.equal(getattr(a, name), getattr(b, name)), name
         assert torch.equal(a.hist_pos, b.hist_pos)
+
+
+def test_merge_heads_keeps_the_first_walk_position_of_each_slot():
+    from twin_study.models.topk import merge_heads
+
+    # 2 samples x 3 heads x 4 ranks; the walk is rank-major: h0 r0, h1 r0, h2 r0, h0 r1, ...
+    top = torch.tensor([[[5, 1, 2, 3], [5, 7, 1, 9], [8, 5, 1, 0]],
+                        [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]])  # fmt: skip
+    assert merge_heads(top, 4).tolist() == [[5, 8, 1, 7], [0, 4, 8, 1]]
+    assert merge_heads(top[:0], 4).shape == (0, 4)  # an empty batch stays empty
+
+
+def test_row_lookup_gradient_equals_nn_embedding_on_a_strided_slice(ds):
+    """``lookup``'s backward copies a strided incoming gradient before its index_add: the
+    embedding gradient must equal nn.Embedding's for a slice of a concatenation (as K is)."""
+    from twin_study.models.embedding import lookup
+
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(50, 6)
+    idx = torch.randint(0, 50, (7, 9))
+    other = torch.randn(7, 9, 5, requires_grad=True)
+    weights = torch.randn(7, 9, 11)
+    ours = (torch.cat([lookup(table, idx), other], dim=-1) * weights).sum()
+    ours.backward()
+    got, table.weight.grad = table.weight.grad.clone(), None
+    (torch.cat([table(idx), other], dim=-1) * weights).sum().backward()
+    torch.testing.assert_close(got, table.weight.grad)
+
+
+def test_item_cache_and_hash_projections_equal_projecting_every_items_k_h(ds):
+    """TWIN's cache and ETA / SDIM's projections come from one product per feature table;
+    they must equal projecting the gathered K_h of every item."""
+    from twin_study.models.gsu import project_item_vectors
+
+    model = build_model(ModelConfig(long_module="twin", long_len=L, k=K), ds)
+    emb, att = model.emb, model.esu
+    ids = torch.arange(ds.items.n_items + 1)
+    model.cache_step()
+    with torch.no_grad():
+        want = att.inherent_keys(emb.inherent(ids))
+        torch.testing.assert_close(model.gsu.cache.keys, want, rtol=1e-5, atol=1e-5)
+        proj = torch.randn(emb.H, 12)
+        torch.testing.assert_close(project_item_vectors(emb, "inherent", proj),
+                                   emb.inherent(ids) @ proj, rtol=1e-5, atol=1e-5)  # fmt: skip
+        item_id = project_item_vectors(emb, "item_id", proj[: emb.item_emb["item"].embedding_dim])
+        assert item_id.shape == (len(ids), 12)

@@ -157,6 +157,15 @@ class SoftGSU(GSU):
         return select_per_request(rows, x.n_valid(), x.req, x.length, k)
 
 
+def project_item_vectors(emb: FeatureEmbedder, source: str, proj: torch.Tensor) -> torch.Tensor:
+    """``emb.item_vectors(source) @ proj`` without a gradient: (n_items + 1, bits). For K_h the
+    product is taken one feature table at a time (``FeatureEmbedder.project_items``)."""
+    if source == "inherent":
+        return emb.project_items(proj.t())
+    with torch.no_grad():
+        return emb.item_vectors(source) @ proj
+
+
 def hash_projection(emb: FeatureEmbedder, source: str, bits: int, seed: int) -> torch.Tensor:
     """(dim, bits) fixed random projection of ETA / SDIM, drawn once from ``seed``; dim is the
     width of ``emb.item_vectors(source)`` (H for K_h, id_dim for the item id)."""
@@ -165,7 +174,21 @@ def hash_projection(emb: FeatureEmbedder, source: str, bits: int, seed: int) -> 
     return torch.randn(dim, bits, generator=g)
 
 
-class EtaGSU(GSU):
+class _HashedGSU(GSU):
+    """Shared by ETA and SDIM: a fixed random projection of the model's live item vectors."""
+
+    def __init__(self, emb: FeatureEmbedder, bits: int, seed: int, source: str):
+        super().__init__()
+        self.register_buffer("proj", hash_projection(emb, source, bits, seed))
+        self.source = source
+        self._emb = [emb]  # a plain reference: the embedder is registered by the CTR model
+
+    def projected(self) -> torch.Tensor:
+        """(n_items + 1, bits) projections of every item's vector, no gradient."""
+        return project_item_vectors(self._emb[0], self.source, self.proj)
+
+
+class EtaGSU(_HashedGSU):
     """ETA: SimHash signatures (sign of fixed random projections) of the model's own, live item
     vectors; rank by Hamming distance to the target's signature.
 
@@ -177,14 +200,10 @@ class EtaGSU(GSU):
     """
 
     def __init__(self, emb: FeatureEmbedder, bits: int, seed: int, source: str = "inherent"):
-        super().__init__()
-        self.register_buffer("proj", hash_projection(emb, source, bits, seed))
-        self.source = source
-        self._emb = [emb]  # a plain reference: the embedder is registered by the CTR model
+        super().__init__(emb, bits, seed, source)
 
     def signatures(self) -> torch.Tensor:
-        w = self._emb[0].item_vectors(self.source)  # (n_items + 1, dim), no gradient
-        return torch.where(w @ self.proj >= 0, 1.0, -1.0)  # (n_items + 1, bits)
+        return torch.where(self.projected() >= 0, 1.0, -1.0)  # (n_items + 1, bits)
 
     def scores(self, x: GsuInput):
         table = self.signatures()[:, None, :]
@@ -197,7 +216,7 @@ class EtaGSU(GSU):
         return select_per_request(rows, x.n_valid(), x.req, x.length, k)
 
 
-class SdimGSU(GSU):
+class SdimGSU(_HashedGSU):
     """SDIM: m hash bits grouped into m / tau signatures of tau bits each (every tau bits ANDed
     into one bucket id). A behaviour is gathered when at least one of its signatures collides
     with the target's; rank by the number of colliding signatures (paper's attention variant).
@@ -206,17 +225,14 @@ class SdimGSU(GSU):
     def __init__(
         self, emb: FeatureEmbedder, bits: int, tau: int, seed: int, source: str = "inherent"
     ):
-        super().__init__()
-        self.register_buffer("proj", hash_projection(emb, source, bits, seed))
+        super().__init__(emb, bits, seed, source)
         self.register_buffer("pow2", 2 ** torch.arange(tau))
         self.tau, self.groups = tau, bits // tau
-        self.source = source
-        self._emb = [emb]
 
     def buckets(self) -> torch.Tensor:
         """(n_items + 1, groups) bucket id of each item in each signature group."""
-        w = self._emb[0].item_vectors(self.source)  # (n_items + 1, dim), no gradient
-        bits = (w @ self.proj >= 0).long().view(w.shape[0], self.groups, self.tau)
+        proj = self.projected()
+        bits = (proj >= 0).long().view(proj.shape[0], self.groups, self.tau)
         return (bits * self.pow2).sum(-1)
 
     def collisions(self, x: GsuInput, table: torch.Tensor) -> torch.Tensor:
@@ -269,11 +285,9 @@ class ItemKeyCache(nn.Module):
         self.age = -1  # steps since the last rebuild; -1 = never built
 
     @torch.no_grad()
-    def rebuild(self, emb: FeatureEmbedder, att: TwinAttention, chunk: int = 65536) -> None:
-        n = self.keys.shape[0]
-        for lo in range(0, n, chunk):
-            ids = torch.arange(lo, min(lo + chunk, n), device=self.keys.device)
-            self.keys[lo : lo + len(ids)] = att.inherent_keys(emb.inherent(ids))
+    def rebuild(self, emb: FeatureEmbedder, att: TwinAttention) -> None:
+        # K_h W^h for all items, one feature table at a time (W^h has no bias).
+        emb.project_items(att.W_h.weight, out=self.keys.view(self.keys.shape[0], -1))
         self.age = 0
 
     def step(self, emb: FeatureEmbedder, att: TwinAttention) -> None:

@@ -98,12 +98,15 @@ def merge_heads(top: torch.Tensor, k: int) -> torch.Tensor:
     """
     B, heads, k_in = top.shape
     cand = top.transpose(1, 2).reshape(B, k_in * heads)  # rank-major walk over the heads
-    if heads == 1:
+    if heads == 1 or B == 0:
         return cand[:, :k]
-    sorted_vals, sort_idx = cand.sort(dim=1, stable=True)  # stable: earliest walk first
-    dup_sorted = torch.zeros_like(cand, dtype=torch.bool)
-    dup_sorted[:, 1:] = sorted_vals[:, 1:] == sorted_vals[:, :-1]
-    dup = torch.empty_like(dup_sorted).scatter_(1, sort_idx, dup_sorted)
+    # One stable sort of the flattened rows (row offset x slot bound), which torch sorts
+    # about twice as fast as B row-wise sorts; stable: the earliest walk position comes first.
+    flat = (cand + torch.arange(B, device=cand.device)[:, None] * (int(cand.max()) + 1)).flatten()
+    sorted_vals, sort_idx = flat.sort(stable=True)
+    dup_sorted = torch.zeros_like(flat, dtype=torch.bool)
+    dup_sorted[1:] = sorted_vals[1:] == sorted_vals[:-1]  # rows never collide: offsets differ
+    dup = torch.empty_like(dup_sorted).scatter_(0, sort_idx, dup_sorted).view(B, -1)
     keep = ~dup
     keep &= torch.cumsum(keep, dim=1) <= k
     return cand[keep].view(B, k)
