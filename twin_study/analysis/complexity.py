@@ -183,6 +183,8 @@ def counter_check(models: dict[str, CTRModel], L: int, B: int, seed: int = 0) ->
     k_h, k_c = raw.emb.inherent(x.hist_item), raw.emb.cross(x.hist_cross)
     hand_raw, hand_twin = analytic_cost("raw", L, B, dims), analytic_cost("twin", L, B, dims)
     n_rows = twin.gsu.cache.keys.shape[0]
+    tables = list(twin.emb.item_emb.values())
+    table_rows = sum(e.num_embeddings * e.embedding_dim for e in tables)
     cases = [
         ("TwinAttention.raw_keys: [K_h, K_c] W^k of L rows",
          raw.esu.scoring_flops(L, B, dims.vocab)["keys"], hand_raw["flops_keys"], 0,
@@ -193,8 +195,10 @@ def counter_check(models: dict[str, CTRModel], L: int, B: int, seed: int = 0) ->
         ("CpGSU.scores, TWIN (query + tables + dot)",
          model_flops(twin.esu, L, B, dims.vocab)["matmul"], hand_twin["flops_matmul"],
          hand_twin["flops_other"], lambda: twin.gsu.scores(x)),
+        # one product per feature table (FeatureEmbedder.project_items): the item-id table,
+        # then each small table, whose projections are gathered and added per item
         ("ItemKeyCache.rebuild: K_h W^h of every item (per refresh)",
-         None, 2 * n_rows * dims.H * dims.hd, 0,
+         None, 2 * table_rows * dims.hd, n_rows * dims.hd * (len(tables) - 1),
          lambda: twin.gsu.cache.rebuild(twin.emb, twin.esu)),
     ]  # fmt: skip
     rows = [{"path": name, "model": m, "hand": h, "counter": counted_flops(fn),
