@@ -16,15 +16,16 @@ from twin_study.training.experiment import fingerprint
 from test_synthetic import CFG, arrays  # isort: skip
 
 
-# Recorded on main before the knob existed (commit 14a388a): a digest of every generated
-# array (see ``digest``) and the results cache's data fingerprint. If these change, every
+# A digest of every generated array (see ``digest``), recorded on main before the knob existed
+# (commit 14a388a), and the results cache's data fingerprint, re-recorded when the fingerprint
+# began to hash the item table and user features too (CACHE_VERSION 4). If these change, every
 # results cache entry and committed figure made on synthetic data is stale.
 RECORDED = {
-    "test": (CFG, "ffa250926d13e54d09b608cd", "4b7b24fd5cae1ae5"),
+    "test": (CFG, "ffa250926d13e54d09b608cd", "e7821e02a51e8aa6"),
     "notebook-sized": (
         SyntheticConfig(n_users=40, history_len=300, n_items=2000, n_authors=200),
         "2a8bf57c5d539ed8c6bb6339",
-        "f3c515dd50a28103",
+        "09de877228c5c00d",
     ),
 }
 
@@ -129,3 +130,15 @@ def test_knob_needs_a_second_category():
     cfg = dataclasses.replace(CFG, n_categories=1, off_category_items=0.5)
     with pytest.raises(ValueError, match="n_categories >= 2"):
         cfg.validate()
+
+
+def test_fingerprint_tells_apart_worlds_that_differ_in_the_item_table_only():
+    """The results cache keys a run by the data's fingerprint: a log with the same behaviours
+    but other item categories or authors is another data set."""
+    d = generate(CFG)
+    other = dataclasses.replace(d, meta={})
+    other.items = dataclasses.replace(d.items, features=dict(d.items.features))
+    cat = other.items.features["category"].copy()
+    cat[1:] = np.roll(cat[1:], 1)  # same codes, reassigned to other items
+    other.items.features["category"] = cat
+    assert fingerprint(other) != fingerprint(d)

@@ -388,20 +388,20 @@ def test_tuning_settings_vary_one_parameter_at_a_time_and_choice_ranks_over_mode
     grid = {"beta_init": [0.0, 1.0], "emb_lr": [0.05, 0.2]}
     settings = sweeps.tuning_settings(base, ["twin", "din"], grid, train)
     tags = [(s.label, s.tags["param"], s.tags["value"]) for s in settings]
-    # the default values (beta_init 0.0, emb_lr 0.05) are the base runs, not repeated
+    # the default values (beta_init 0.0, emb_lr 0.2) are the base runs, not repeated
     assert tags == [("TWIN", "base", "base"), ("TWIN", "beta_init", "1.0"),
-                    ("TWIN", "emb_lr", "0.2"), ("DIN", "base", "base"),
-                    ("DIN", "beta_init", "1.0"), ("DIN", "emb_lr", "0.2")]  # fmt: skip
-    assert settings[1].model.beta_init == 1.0 and settings[2].train == {"emb_lr": 0.2}
-    assert settings[2].train_config(train, 3).emb_lr == 0.2
+                    ("TWIN", "emb_lr", "0.05"), ("DIN", "base", "base"),
+                    ("DIN", "beta_init", "1.0"), ("DIN", "emb_lr", "0.05")]  # fmt: skip
+    assert settings[1].model.beta_init == 1.0 and settings[2].train == {"emb_lr": 0.05}
+    assert settings[2].train_config(train, 3).emb_lr == 0.05
     with pytest.raises(ValueError, match="unknown tuning parameter"):
         sweeps.tuning_settings(base, ["twin"], {"beta": [0.0]})
-    # beta_init 1 is better for both models, emb_lr 0.2 for one of two
+    # beta_init 1 is better for both models, emb_lr 0.05 for one of two
     ll = {("TWIN", "base"): 0.60, ("TWIN", "beta_init"): 0.58, ("TWIN", "emb_lr"): 0.59,
           ("DIN", "base"): 0.62, ("DIN", "beta_init"): 0.61, ("DIN", "emb_lr"): 0.63}  # fmt: skip
     runs = pd.DataFrame([{"dataset": "toy", "model": m, "param": p, "value": v, "seed": 0,
                           "logloss": ll[m, p]} for m, p, v in tags])  # fmt: skip
-    choice = sweeps.tuning_choice(runs, defaults={"beta_init": 0.0, "emb_lr": 0.05})
+    choice = sweeps.tuning_choice(runs, defaults={"beta_init": 0.0, "emb_lr": 0.2})
     chosen = choice[choice.best]
     assert chosen[chosen.param == "beta_init"]["value"].tolist() == ["1.0"]
     assert sorted(chosen[chosen.param == "emb_lr"]["value"]) == ["0.05", "0.2"]  # a tie
