@@ -177,7 +177,7 @@ def hash_projection(emb: FeatureEmbedder, source: str, bits: int, seed: int) -> 
 class _HashedGSU(GSU):
     """Shared by ETA and SDIM: a fixed random projection of the model's live item vectors."""
 
-    def __init__(self, emb: FeatureEmbedder, bits: int, seed: int, source: str):
+    def __init__(self, emb: FeatureEmbedder, bits: int, seed: int, source: str = "inherent"):
         super().__init__()
         self.register_buffer("proj", hash_projection(emb, source, bits, seed))
         self.source = source
@@ -198,9 +198,6 @@ class EtaGSU(_HashedGSU):
     ``hash_seed`` and stored as a buffer, so evaluation never redraws it. With +-1 signatures,
     dot = m - 2 * Hamming, so a dot-product ranking is the Hamming ranking.
     """
-
-    def __init__(self, emb: FeatureEmbedder, bits: int, seed: int, source: str = "inherent"):
-        super().__init__(emb, bits, seed, source)
 
     def signatures(self) -> torch.Tensor:
         return torch.where(self.projected() >= 0, 1.0, -1.0)  # (n_items + 1, bits)
