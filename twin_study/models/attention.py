@@ -46,7 +46,7 @@ class TwinAttention(nn.Module):
         d_out: int = 64,
         mode: str = "split",
         shared_qk_init: bool = True,
-        qk_init_scale: float = 1.0,
+        qk_init_scale: float = 3.0,
         beta_init: float = 1.0,
     ):
         super().__init__()
