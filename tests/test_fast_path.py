@@ -258,8 +258,6 @@ def test_row_lookup_gradient_equals_nn_embedding_on_a_strided_slice(ds):
 def test_item_cache_and_hash_projections_equal_projecting_every_items_k_h(ds):
     """TWIN's cache and ETA / SDIM's projections come from one product per feature table;
     they must equal projecting the gathered K_h of every item."""
-    from twin_study.models.gsu import project_item_vectors
-
     model = build_model(ModelConfig(long_module="twin", long_len=L, k=K), ds)
     emb, att = model.emb, model.esu
     ids = torch.arange(ds.items.n_items + 1)
@@ -268,7 +266,7 @@ def test_item_cache_and_hash_projections_equal_projecting_every_items_k_h(ds):
         want = att.inherent_keys(emb.inherent(ids))
         torch.testing.assert_close(model.gsu.cache.keys, want, rtol=1e-5, atol=1e-5)
         proj = torch.randn(emb.H, 12)
-        torch.testing.assert_close(project_item_vectors(emb, "inherent", proj),
+        torch.testing.assert_close(emb.project_vectors("inherent", proj),
                                    emb.inherent(ids) @ proj, rtol=1e-5, atol=1e-5)  # fmt: skip
-        item_id = project_item_vectors(emb, "item_id", proj[: emb.item_emb["item"].embedding_dim])
+        item_id = emb.project_vectors("item_id", proj[: emb.item_emb["item"].embedding_dim])
         assert item_id.shape == (len(ids), 12)

@@ -94,6 +94,15 @@ class FeatureEmbedder(nn.Module):
             return self.inherent(ids)
 
     @torch.no_grad()
+    def project_vectors(self, source: str, proj: torch.Tensor) -> torch.Tensor:
+        """``item_vectors(source) @ proj`` without a gradient: proj (dim, d) -> (n_items + 1, d).
+        For K_h ("inherent") the product is taken one feature table at a time
+        (``project_items``), so the (n_items + 1, H) matrix is never built."""
+        if source == "inherent":
+            return self.project_items(proj.t())
+        return self.item_vectors(source) @ proj
+
+    @torch.no_grad()
     def project_items(self, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """K_h W^T for every item (padding row 0 included): weight (d, H) -> (n_items + 1, d).
 

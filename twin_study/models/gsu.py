@@ -157,15 +157,6 @@ class SoftGSU(GSU):
         return select_per_request(rows, x.n_valid(), x.req, x.length, k)
 
 
-def project_item_vectors(emb: FeatureEmbedder, source: str, proj: torch.Tensor) -> torch.Tensor:
-    """``emb.item_vectors(source) @ proj`` without a gradient: (n_items + 1, bits). For K_h the
-    product is taken one feature table at a time (``FeatureEmbedder.project_items``)."""
-    if source == "inherent":
-        return emb.project_items(proj.t())
-    with torch.no_grad():
-        return emb.item_vectors(source) @ proj
-
-
 def hash_projection(emb: FeatureEmbedder, source: str, bits: int, seed: int) -> torch.Tensor:
     """(dim, bits) fixed random projection of ETA / SDIM, drawn once from ``seed``; dim is the
     width of ``emb.item_vectors(source)`` (H for K_h, id_dim for the item id)."""
@@ -185,7 +176,7 @@ class _HashedGSU(GSU):
 
     def projected(self) -> torch.Tensor:
         """(n_items + 1, bits) projections of every item's vector, no gradient."""
-        return project_item_vectors(self._emb[0], self.source, self.proj)
+        return self._emb[0].project_vectors(self.source, self.proj)
 
 
 class EtaGSU(_HashedGSU):
