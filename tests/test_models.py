@@ -263,3 +263,25 @@ def test_no_paracon_gsu_is_frozen_and_separate(ds, tmp_path, monkeypatch):
         scores, _ = model.gsu.scores(x)
         torch.testing.assert_close(scores, live_scores(aux.emb, aux.esu, x), rtol=1e-4, atol=1e-4)
         assert not torch.allclose(scores, live_scores(own.emb, own.esu, x), atol=1e-2)
+
+
+def test_learning_curve_subset_holds_whole_requests(ds):
+    """The curve's validation subset: whole requests (a GSU pass serves all of a request's
+    candidates), seeded, and the smallest prefix of the shuffled requests reaching n samples."""
+    from twin_study.training.train import request_subset
+
+    valid = ds.split_indices("valid")
+    req = ds.samples.request
+    n = len(valid) // 3
+    sub = request_subset(ds, valid, n, seed=1)
+    assert np.all(np.diff(sub) > 0) and np.isin(sub, valid).all()
+    kept = np.unique(req[sub])
+    assert np.array_equal(np.sort(sub), np.sort(valid[np.isin(req[valid], kept)]))  # whole
+    assert len(sub) >= n and len(kept) < len(np.unique(req[valid]))
+    assert np.array_equal(sub, request_subset(ds, valid, n, seed=1))  # seeded
+    assert not np.array_equal(sub, request_subset(ds, valid, n, seed=2))
+    # Minimal: it overshoots n by less than one request ...
+    largest = max(np.sum(req[valid] == r) for r in kept)
+    assert len(sub) < n + largest
+    # ... and asking for everything returns everything.
+    assert np.array_equal(request_subset(ds, valid, len(valid), seed=0), np.sort(valid))
