@@ -15,9 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
 from .attention import TwinAttention
 from .embedding import FeatureEmbedder
-from .topk import merged_topk, score_by_table, score_chunks, select_per_request
+from .topk import (
+    finish_selection,
+    merged_topk,
+    score_by_table,
+    score_chunks,
+    select_per_request,
+)
 
 
 @dataclass
@@ -103,6 +110,29 @@ def table_rows(
     return rows
 
 
+def select_table(
+    x: GsuInput,
+    k: int,
+    table: torch.Tensor,
+    query: torch.Tensor,
+    rows: Callable[[], Callable[[int, int, torch.Tensor], torch.Tensor]],
+    bias: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    tiebreak: float = 0.0,
+    min_score: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fast path's selection over ``table_rows`` scores: the native kernel when it runs
+    (``native.select_by_table``), else ``select_per_request`` over ``rows()``. Same behaviours
+    either way, up to exact ties (tests/test_native.py).
+
+    table (n_items + 1, heads, d) float32; query (B, heads, d); bias = (joint table (heads,
+    codes), hist codes (R, L, J), strides (J,)) or None."""
+    heads = table.shape[1]
+    got = native.select_by_table(table, x.hist_item, x.n_valid(), query, x.req, k, bias, tiebreak)
+    if got is None:
+        return select_per_request(rows(), x.n_valid(), x.req, x.length, k, heads, min_score)
+    return finish_selection(*got, x.n_valid(), x.req, min_score)
+
+
 class RecentGSU(GSU):
     """DIN: the k most recent behaviours (no search)."""
 
@@ -153,8 +183,8 @@ class SoftGSU(GSU):
         return s + x.recency()[:, None, :] * 1e-6, x.sample_valid()
 
     def fast_select(self, x: GsuInput, k: int):
-        rows = table_rows(self.table, x, self.table[x.target], tiebreak=1e-6)
-        return select_per_request(rows, x.n_valid(), x.req, x.length, k)
+        t, q = self.table, self.table[x.target]
+        return select_table(x, k, t, q, lambda: table_rows(t, x, q, tiebreak=1e-6), tiebreak=1e-6)
 
 
 def hash_projection(emb: FeatureEmbedder, source: str, bits: int, seed: int) -> torch.Tensor:
@@ -200,8 +230,9 @@ class EtaGSU(_HashedGSU):
 
     def fast_select(self, x: GsuInput, k: int):
         table = self.signatures()[:, None, :]
-        rows = table_rows(table, x, table[x.target], tiebreak=1.0)
-        return select_per_request(rows, x.n_valid(), x.req, x.length, k)
+        q = table[x.target]
+        return select_table(x, k, table, q, lambda: table_rows(table, x, q, tiebreak=1.0),
+                            tiebreak=1.0)  # fmt: skip
 
 
 class SdimGSU(_HashedGSU):
@@ -245,17 +276,17 @@ class SdimGSU(_HashedGSU):
         hot.scatter_(1, b + n_b * torch.arange(self.groups, device=b.device), 1.0)
         return hot[:, None, :]
 
-    def one_hot_table(self) -> torch.Tensor:
-        """``one_hot_signatures`` stored in float16 for the fast path: 0 and 1 are exact, and
-        the rows the GSU gathers per behaviour are half as wide (they are upcast to float32
-        before the product, so the collision counts are exact too)."""
-        return self.one_hot_signatures().half()
-
     def fast_select(self, x: GsuInput, k: int):
-        table = self.one_hot_table()
-        rows = table_rows(table, x, table[x.target].float(), tiebreak=1.0)
+        hot = self.one_hot_signatures()  # float32 for the kernel, float16 for the torch path
+        q = hot[x.target]
+
+        def rows():  # noqa: ANN202
+            # float16 halves the rows gathered per behaviour; 0 and 1 are exact, and they are
+            # upcast before the product, so the collision counts are exact too.
+            return table_rows(hot.half(), x, q, tiebreak=1.0)
+
         # A behaviour with no colliding signature scores <= 0: not retrievable.
-        return select_per_request(rows, x.n_valid(), x.req, x.length, k, min_score=0.0)
+        return select_table(x, k, hot, q, rows, tiebreak=1.0, min_score=0.0)
 
 
 class ItemKeyCache(nn.Module):
@@ -333,8 +364,16 @@ class CpGSU(GSU):
         return table_rows(self.cache.keys, x, qh, bias if joint or tables else None)
 
     def fast_select(self, x: GsuInput, k: int):
-        heads = self._src[1].heads
-        return select_per_request(self.score_rows(x), x.n_valid(), x.req, x.length, k, heads)
+        emb, att = self._src
+        joint = att.joint_bias_table(emb)
+        if att.mode == "split" and att.J > 0 and joint is None:  # too many joint codes
+            return select_per_request(self.score_rows(x), x.n_valid(), x.req, x.length, k,
+                                      att.heads)  # fmt: skip
+        if self.cache.age < 0:
+            self.cache.rebuild(emb, att)
+        qh = att.query(emb.inherent(x.target))  # (B, heads, d_k)
+        bias = (joint[0], x.hist_cross, joint[1]) if joint is not None else None
+        return select_table(x, k, self.cache.keys, qh, lambda: self.score_rows(x), bias)
 
 
 def live_scores(emb: FeatureEmbedder, att: TwinAttention, x: GsuInput) -> torch.Tensor:

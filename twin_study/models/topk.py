@@ -229,3 +229,27 @@ def select_per_request(
         return top[:, 0], ok
     merged = merge_heads(top, k)  # the walk reorders slots: valid = inside the valid prefix
     return merged, merged < n_valid[req][:, None]
+
+
+def finish_selection(
+    top: torch.Tensor,
+    vals: torch.Tensor,
+    n_valid: torch.Tensor,
+    req: torch.Tensor,
+    min_score: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``select_per_request``'s ending for per-head top-k lists computed elsewhere (the native
+    kernel): top / vals (B, heads, k) best first, padding slots n..k-1 at -inf for a request
+    with n < k valid slots -> slots (B, k) and validity (B, k), as ``select_per_request``."""
+    heads, k = top.shape[1:]
+    if min_score is not None and heads != 1:
+        raise ValueError("min_score needs single-head scores")
+    limit = n_valid[req][:, None]
+    if heads == 1:
+        top, vals = top[:, 0], vals[:, 0]
+        ok = top < limit
+        if min_score is not None:
+            ok &= vals > min_score
+        return top, ok
+    merged = merge_heads(top, k)
+    return merged, merged < limit

@@ -1,0 +1,144 @@
+"""The native GSU kernel (``models/gsu_select.cpp``) against the torch fast path it replaces.
+
+Both compute ``select_per_request`` over ``table_rows`` scores; the kernel must select the same
+behaviours (up to exact ties and float rounding at the cut), keep the same padding for short
+and empty histories, break exact ties towards the more recent slot, reject bad item ids, and
+step aside (torch path, one warning) when it cannot be built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_fast_path import K, L, batch, ds, pair, same_selection  # noqa: F401 -- fixtures
+
+from twin_study.models import native
+from twin_study.models.topk import select_per_request
+
+TABLE_GSUS = ["twin", "twin_no_bias", "twin_no_paracon", "sim_soft", "eta", "sdim"]
+
+
+@pytest.fixture(scope="module")
+def lib():
+    got = native.load()
+    if got is None:
+        pytest.skip("no C++ compiler: the native kernel is not built here")
+    return got
+
+
+@pytest.mark.parametrize("module", TABLE_GSUS)
+def test_kernel_selects_what_the_torch_path_selects(ds, batch, lib, module, monkeypatch):  # noqa: F811
+    model, ref = pair(ds, module)
+    x = model.gsu_input(batch)
+    calls = []
+    real = native.select_by_table
+    monkeypatch.setattr(native, "select_by_table", lambda *a, **k: calls.append(1) or real(*a, **k))
+    idx, ok = model.gsu.select(x, K)
+    assert calls, "the fast path did not go through the kernel"
+    monkeypatch.setenv(native.NATIVE_ENV, "0")  # the same model on the torch path
+    t_idx, t_ok = model.gsu.select(x, K)
+    assert torch.equal(ok, t_ok)
+    scores, _ = ref.gsu.scores(ref.gsu_input(batch))
+    same = [same_selection(scores[b], idx[b][ok[b]], t_idx[b][t_ok[b]]) for b in range(len(idx))]
+    assert sum(same) >= 0.97 * len(same), f"{len(same) - sum(same)} of {len(same)} rows differ"
+    assert torch.equal(idx[~ok], t_idx[~t_ok])  # the padding slots too
+
+
+def _inputs(n_valid, L_, heads=2, d=16, cands=(3, 2, 9), seed=0):
+    """Random keys and queries; each window holds distinct items (no exact ties)."""
+    g = torch.Generator().manual_seed(seed)
+    V = L_ + 1
+    table = torch.randn(V, heads, d, generator=g)
+    hist = torch.stack([torch.randperm(L_, generator=g) + 1 for _ in cands])
+    req = torch.cat([torch.full((c,), r) for r, c in enumerate(cands)])
+    req = req[torch.randperm(len(req), generator=g)]  # samples of a request need not be adjacent
+    query = torch.randn(len(req), heads, d, generator=g)
+    return table, hist, torch.tensor(n_valid), query, req
+
+
+def test_kernel_per_head_lists_equal_topk_and_pad_short_histories(lib):
+    """Per-head k best, best first (9 candidates: more than one vector of lanes), with bias and
+    recency terms; a request with n < k valid slots gets padding slots n..k-1 at -inf."""
+    L_, k = 300, 20
+    table, hist, n_valid, query, req = _inputs([300, 7, 0], L_)
+    codes = torch.randint(0, 5, (3, L_, 2))
+    bias_table, strides = torch.randn(2, 25), torch.tensor([5, 1])
+    top, vals = native.select_by_table(table, hist, n_valid, query, req, k,
+                                       (bias_table, codes, strides), tiebreak=0.5)  # fmt: skip
+    col = (codes * strides).sum(-1)  # (R, L)
+    rec = (-torch.arange(L_, dtype=torch.float32) / (L_ + 1)) * 0.5
+    for b, r in enumerate(req.tolist()):
+        n = int(n_valid[r])
+        for h in range(2):
+            s = table[hist[r, :n], h] @ query[b, h] + bias_table[h, col[r, :n]] + rec[:n]
+            kk = min(k, n)
+            want = s.topk(kk).values
+            torch.testing.assert_close(vals[b, h, :kk], want, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(s[top[b, h, :kk]], want, rtol=1e-5, atol=1e-5)
+            assert top[b, h, kk:].tolist() == list(range(kk, k))  # padding slots
+            assert torch.isinf(vals[b, h, kk:]).all()
+
+
+def test_kernel_breaks_exact_ties_towards_the_more_recent_slot(lib):
+    table = torch.ones(10, 1, 4)  # every item scores the same
+    hist = torch.randint(1, 10, (1, 500))
+    top, _ = native.select_by_table(table, hist, torch.tensor([500]), torch.ones(3, 1, 4),
+                                    torch.zeros(3, dtype=torch.long), 25)  # fmt: skip
+    assert (top == torch.arange(25)).all()
+
+
+def test_kernel_rejects_item_ids_outside_the_table(lib):
+    table, hist, n_valid, query, req = _inputs([50, 50, 50], 50)
+    hist[1, 10] = 51  # V = 51 rows: ids 0..50
+    with pytest.raises(IndexError, match="outside the table"):
+        native.select_by_table(table, hist, n_valid, query, req, 5)
+
+
+def test_kernel_matches_select_per_request_on_random_scores(lib):
+    """The raw contract, against the torch path's own function, on a long window."""
+    table, hist, n_valid, query, req = _inputs([2000, 1500, 30], 2000, heads=4, cands=(5, 5, 5))
+    top, vals = native.select_by_table(table, hist, n_valid, query, req, 40)
+    flat = table.flatten(1)
+
+    def rows(r, n, samples):
+        keys = flat[hist[r, :n]].view(n, 4, 16)
+        return torch.bmm(query[samples].transpose(0, 1), keys.permute(1, 2, 0))
+
+    t_top, _ = select_per_request(rows, n_valid, req, 2000, 40, heads=4)
+    from twin_study.models.topk import finish_selection
+
+    idx, ok = finish_selection(top, vals, n_valid, req)
+    assert torch.equal(ok, t_top < n_valid[req][:, None])
+    for b in range(len(req)):
+        assert set(idx[b][ok[b]].tolist()) == set(t_top[b][ok[b]].tolist())
+
+
+def test_no_compiler_or_switched_off_falls_back_to_torch(monkeypatch, tmp_path):
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setenv("TWIN_STUDY_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    with pytest.warns(UserWarning, match="using the torch path"):
+        assert native.load() is None
+    args = _inputs([10, 10, 10], 10)
+    assert native.select_by_table(*args, 3) is None  # the caller then takes the torch path
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setenv(native.NATIVE_ENV, "0")
+    assert native.load() is None and native._tried is False  # off: not even attempted
+
+
+def test_kernel_skips_tensors_off_the_cpu(lib):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    args = [t.cuda() for t in _inputs([10, 10, 10], 10)]
+    assert native.select_by_table(*args, 3) is None
+
+
+def test_library_is_keyed_by_source_flags_and_cpu(monkeypatch):
+    a = native.library_path()
+    monkeypatch.setattr(native, "FLAGS", [*native.FLAGS, "-DX"])
+    assert native.library_path() != a
+    monkeypatch.setattr(native, "_cpu_id", lambda: "another cpu")
+    assert len({a, native.library_path()}) == 2
+    assert np.all([p.suffix == ".so" for p in (a, native.library_path())])

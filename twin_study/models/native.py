@@ -1,0 +1,175 @@
+"""The fused GSU selection kernel (``gsu_select.cpp``), compiled on first use.
+
+``select_by_table`` is ``topk.select_per_request`` over ``gsu.table_rows`` scores -- the
+selection of TWIN's CP-GSU, SIM Soft, ETA and SDIM -- in one C++ pass per batch: each
+behaviour's key row is read once for all candidates and heads of its request, scores are never
+written out, and every (candidate, head) row keeps its k best in a heap. The torch path stays
+the definition (and the fallback); tests/test_native.py checks that both select the same
+behaviours.
+
+The kernel is compiled with the machine's C++ compiler (``$CXX``, else ``g++``, ``-O3
+-march=native``) into the cache folder, keyed by the source, the flags and the CPU, so a
+machine never loads a library built for another. No compiler, a failed build or
+``TWIN_STUDY_NATIVE=0`` leave the torch path in use (a build failure warns once).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..paths import cache_dir
+
+NATIVE_ENV = "TWIN_STUDY_NATIVE"  # "0" turns the kernel off
+SOURCE = Path(__file__).with_name("gsu_select.cpp")
+FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17"]
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+_I64, _F32 = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
+_SIGNATURE = [
+    _F32, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,  # table, V, heads, d
+    _I64, ctypes.c_int64, ctypes.c_int64, _I64,  # hist_item, R, L, n_valid
+    _F32, _I64, _I64,  # query, order, counts
+    _F32, ctypes.c_int64, _I64, ctypes.c_int64, _I64,  # bias, n_codes, codes, J, strides
+    ctypes.c_float, ctypes.c_int64, _I64, _F32,  # tiebreak, k, out_idx, out_val
+]  # fmt: skip
+
+
+def enabled() -> bool:
+    return os.environ.get(NATIVE_ENV, "1") != "0"
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: the CPU model and its flags."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags"))][:2]
+        return "".join(lines)
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def library_path() -> Path:
+    key = hashlib.sha1(
+        SOURCE.read_bytes() + " ".join(FLAGS).encode() + _cpu_id().encode()
+    ).hexdigest()[:16]
+    return cache_dir() / "native" / f"gsu_select_{key}.so"
+
+
+def build(path: Path) -> None:
+    """Compile the kernel into ``path`` (atomically: a temp file renamed into place)."""
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (set $CXX or install g++)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([cxx, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"{cxx} failed:\n{done.stderr[-2000:]}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel, building it if needed; None when unavailable (torch path)."""
+    global _lib, _tried
+    if not enabled():
+        return None
+    with _lock:
+        if not _tried:
+            _tried = True
+            try:
+                path = library_path()
+                if not path.exists():
+                    build(path)
+                lib = ctypes.CDLL(str(path))
+                lib.gsu_select.argtypes = _SIGNATURE
+                lib.gsu_select.restype = ctypes.c_int
+                _lib = lib
+            except Exception as err:  # noqa: BLE001 -- any failure means: use torch
+                warnings.warn(f"native GSU kernel unavailable, using the torch path: {err}",
+                              stacklevel=2)  # fmt: skip
+        return _lib
+
+
+def _ptr(t: torch.Tensor | None, kind):  # noqa: ANN001, ANN202
+    return ctypes.cast(t.data_ptr(), kind) if t is not None else None
+
+
+def select_by_table(
+    table: torch.Tensor,
+    hist_item: torch.Tensor,
+    n_valid: torch.Tensor,
+    query: torch.Tensor,
+    req: torch.Tensor,
+    k: int,
+    bias: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    tiebreak: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Per-head top-k slots of every sample, or None when the kernel cannot run (no library,
+    a tensor not on the CPU): then the caller takes the torch path.
+
+    table (V, heads, d); hist_item (R, L); n_valid (R,); query (B, heads, d); req (B,);
+    bias = (table (heads, n_codes), codes (R, L, J), strides (J,)) as
+    ``TwinAttention.joint_bias_table`` gives it, or None; ``tiebreak`` times the recency term.
+    Returns slots (B, heads, k') best first and their scores (B, heads, k'), k' = min(k, L);
+    a request with n < k' valid slots gets padding slots n .. k'-1 at -inf, as
+    ``select_per_request`` leaves them."""
+    tensors = [table, hist_item, n_valid, query, req] + (list(bias) if bias else [])
+    if any(t.device.type != "cpu" for t in tensors):
+        return None
+    lib = load()
+    if lib is None:
+        return None
+    V, heads, d = table.shape
+    R, L = hist_item.shape
+    B = len(req)
+    k = min(k, L)
+    table = table.detach().float().contiguous()
+    hist_item = hist_item.long().contiguous()
+    n_valid = n_valid.long().contiguous()
+    query = query.detach().float().contiguous()
+    order = torch.argsort(req, stable=True)  # the samples of each request, contiguous
+    counts = torch.bincount(req, minlength=R).long()
+    out_idx = torch.empty(B, heads, k, dtype=torch.long)
+    out_val = torch.empty(B, heads, k, dtype=torch.float32)
+    b_table = codes = strides = None
+    n_codes = J = 0
+    if bias is not None:
+        b_table = bias[0].detach().float().contiguous()
+        codes, strides = bias[1].long().contiguous(), bias[2].long().contiguous()
+        n_codes, J = b_table.shape[1], codes.shape[-1]
+    rc = lib.gsu_select(
+        _ptr(table, _F32), V, heads, d,
+        _ptr(hist_item, _I64), R, L, _ptr(n_valid, _I64),
+        _ptr(query, _F32), _ptr(order, _I64), _ptr(counts, _I64),
+        _ptr(b_table, _F32), n_codes, _ptr(codes, _I64), J, _ptr(strides, _I64),
+        float(tiebreak), k, _ptr(out_idx, _I64), _ptr(out_val, _F32),
+    )  # fmt: skip
+    if rc == -1:
+        raise IndexError(f"GSU kernel: an item id in the history is outside the table of {V}")
+    if rc == -2:
+        raise IndexError(f"GSU kernel: a cross-feature code is outside the bias table of {n_codes}")
+    return out_idx, out_val
