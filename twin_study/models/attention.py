@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embedding import FeatureEmbedder
+from .embedding import FeatureEmbedder, lookup
 from .topk import request_slots
 
 NEG_INF = float("-inf")
@@ -108,6 +108,17 @@ class TwinAttention(nn.Module):
         per_feature = torch.einsum("...jd,ajd->...aj", k_c, self.W_c)  # (..., heads, J)
         return (per_feature * self.beta).sum(-1)
 
+    def code_bias(self, emb: FeatureEmbedder, codes: torch.Tensor) -> torch.Tensor:
+        """The cross term of behaviours given by their codes: (..., J) -> (..., heads).
+
+        Equal to ``cross_bias(emb.cross(codes))``, read from the per-code tables
+        (``cross_bias_tables``, a few hundred rows) instead of contracting every behaviour's
+        J x cross_dim embeddings with W^c; gradients reach E_j, W^c and beta through the
+        tables. The fast path's ESU uses it."""
+        if self.mode != "split" or self.J == 0:
+            return torch.zeros(*codes.shape[:-1], self.heads, device=codes.device)
+        return self.lookup_bias(self.cross_bias_tables(emb), codes)
+
     def cross_bias_tables(self, emb: FeatureEmbedder) -> list[torch.Tensor]:
         """Per-code lookup tables of the cross term: J tensors of shape (vocab_j, heads)."""
         if self.mode != "split" or self.J == 0:
@@ -142,9 +153,9 @@ class TwinAttention(nn.Module):
         """Sum of table lookups: codes (..., J) -> (..., heads); None when there is no bias."""
         if not tables:
             return None
-        out = F.embedding(codes[..., 0], tables[0])
+        out = lookup(tables[0], codes[..., 0])
         for j in range(1, len(tables)):
-            out = out + F.embedding(codes[..., j], tables[j])
+            out = out + lookup(tables[j], codes[..., j])
         return out
 
     def scoring_flops(self, L: int, B: int = 1, vocab: Sequence[int] = ()) -> dict[str, int]:
@@ -200,7 +211,8 @@ class TwinAttention(nn.Module):
         the reference the tests compare against.
         """
         if fast:
-            return self.attend(qh, torch.cat([k_h, k_c.flatten(-2)], dim=-1), k_c, valid)
+            K = torch.cat([k_h, k_c.flatten(-2)], dim=-1)
+            return self.attend(qh, K, self.cross_bias(k_c), valid)
         alpha = self.scores(qh, k_h, k_c)
         alpha = alpha.masked_fill(~valid[..., None], NEG_INF)
         has_any = valid.any(dim=1)  # (B,)
@@ -214,14 +226,14 @@ class TwinAttention(nn.Module):
         return self.W_o(out), w
 
     def attend(
-        self, qh: torch.Tensor, K: torch.Tensor, k_c: torch.Tensor, valid: torch.Tensor
+        self, qh: torch.Tensor, K: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The fast ESU (``forward(..., fast=True)``) on features built in one piece.
 
-        K (B, n, H + C) = [K_h, K_c] as ``FeatureEmbedder.behaviours`` returns it, k_c
-        (B, n, J, cd) its cross part (for the bias). Keys read K's first columns, values all
-        the columns this mode uses; the backward is hand-written (``_PooledAttention``)."""
-        bias = self.cross_bias(k_c)  # (B, n, heads); zeros without cross features
+        K (B, n, H + C) = [K_h, K_c] as ``FeatureEmbedder.behaviours`` returns it; bias
+        (B, n, heads) the cross term (``code_bias`` or ``cross_bias``; zeros without cross
+        features). Keys read K's first columns, values all the columns this mode uses; the
+        backward is hand-written (``_PooledAttention``)."""
         pooled, w = _PooledAttention.apply(
             K[..., : self.W_v.in_features], self._query_input(qh), bias, valid
         )
@@ -232,14 +244,15 @@ class TwinAttention(nn.Module):
         qh: torch.Tensor,
         req: torch.Tensor,
         K: torch.Tensor,
-        k_c: torch.Tensor,
+        bias: torch.Tensor,
         member: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The fast ESU when the samples of a request attend over one shared set of behaviours.
 
-        qh (B, heads, d_k); req (B,) request of each sample; K (R, S, H + C) and k_c
-        (R, S, J, cd) the S behaviours of each request (the union of its samples' finalists,
-        or the short-term window); member (B, S) which of them each sample attends to. Each
+        qh (B, heads, d_k); req (B,) request of each sample; K (R, S, H + C) and bias
+        (R, S, heads) the S behaviours of each request (the union of its samples' finalists,
+        or the short-term window) and their cross term; member (B, S) which of them each
+        sample attends to. Each
         request's features are read once for all its candidates, in one matrix product per
         request, instead of once per sample. Equal to ``forward`` on each sample's own members.
         Returns the output (B, d_out) and weights (B, S, heads) over the request's behaviours.
@@ -251,7 +264,7 @@ class TwinAttention(nn.Module):
         q_in[req, slot] = self._query_input(qh)  # (R, cmax, heads, width); unused rows 0
         q_in = q_in.flatten(1, 2).transpose(1, 2)  # (R, width, cmax * heads)
         alpha = torch.bmm(K[..., :width], q_in)  # (R, S, cmax * heads)
-        alpha = alpha.view(R, S, cmax, self.heads) + self.cross_bias(k_c)[:, :, None, :]
+        alpha = alpha.view(R, S, cmax, self.heads) + bias[:, :, None, :]
         mask = torch.zeros(R, S, cmax, dtype=torch.bool, device=qh.device)
         mask[req, :, slot] = member
         w = self._softmax(alpha, mask[..., None], dim=1)  # (R, S, cmax, heads)

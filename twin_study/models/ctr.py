@@ -183,16 +183,23 @@ class CTRModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention of ``att`` over slots ``idx`` (B, n) of each sample's history ->
         output (B, d_out) and weights (B, n, heads)."""
-        r = batch.req[:, None]
-        items, codes = batch.hist_item[r, idx], batch.hist_cross[r, idx]  # (B, n), (B, n, J)
         if not self.fast:
+            r = batch.req[:, None]
+            items, codes = batch.hist_item[r, idx], batch.hist_cross[r, idx]  # (B, n), (B, n, J)
             k_h = self.emb.inherent(items)  # (B, n, H), with gradients
             return att(qh, k_h, self.emb.cross(codes), valid, fast=False)
         grouped = self._attend_grouped(att, qh, batch, idx, valid)
         if grouped is not None:
             return grouped
-        K, k_c = self.emb.behaviours(items, codes)  # (B, n, H + C), (B, n, J, cd)
-        return att.attend(qh, K, k_c, valid)
+        # Rows of the flattened (R * W) history: one index_select each, several times faster
+        # than advanced indexing with a (request, slot) pair.
+        R, W = batch.hist_item.shape
+        flat = (batch.req[:, None] * W + idx).flatten()
+        items = batch.hist_item.reshape(-1).index_select(0, flat).view(idx.shape)  # (B, n)
+        codes = batch.hist_cross.reshape(R * W, -1).index_select(0, flat)
+        codes = codes.view(*idx.shape, -1)  # (B, n, J)
+        K, _ = self.emb.behaviours(items, codes)  # (B, n, H + C)
+        return att.attend(qh, K, att.code_bias(self.emb, codes), valid)
 
     def _attend_grouped(
         self,
@@ -227,8 +234,8 @@ class CTRModel(nn.Module):
         where = pos[inv].view(B, n)  # (B, n) position of each finalist in its request's set
         member = torch.zeros(B, S, dtype=torch.bool, device=idx.device)
         member.scatter_(1, where, valid)  # a slot selected twice is valid both times or never
-        K, k_c = self.emb.behaviours(items, codes)  # (R, S, H + C), (R, S, J, cd)
-        out, w = att.forward_grouped(qh, batch.req, K, k_c, member)
+        K, _ = self.emb.behaviours(items, codes)  # (R, S, H + C)
+        out, w = att.forward_grouped(qh, batch.req, K, att.code_bias(self.emb, codes), member)
         return out, w.gather(1, where[..., None].expand(B, n, w.shape[-1]))  # (B, n, heads)
 
     def cache_step(self) -> None:

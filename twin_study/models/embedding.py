@@ -201,12 +201,14 @@ class _RowLookup(torch.autograd.Function):
         return d_weight.index_add_(0, idx, grad.contiguous()), None
 
 
-def lookup(table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
-    """``table(idx)`` as an ``index_select``: the same rows, but its backward is a plain
-    ``index_add`` (2-3x faster on the CPU than ``nn.Embedding``'s sorting backward)."""
+def lookup(table: nn.Embedding | torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``table(idx)`` (an embedding, or any (rows, dim) tensor) as an ``index_select``: the
+    same rows, but its backward is a plain ``index_add`` (2-3x faster on the CPU than
+    ``nn.Embedding``'s sorting backward)."""
+    weight = table.weight if isinstance(table, nn.Embedding) else table
     flat = idx.reshape(-1)
-    if table.weight.requires_grad and torch.is_grad_enabled():
-        rows = _RowLookup.apply(table.weight, flat)
+    if weight.requires_grad and torch.is_grad_enabled():
+        rows = _RowLookup.apply(weight, flat)
     else:
-        rows = table.weight.index_select(0, flat)
-    return rows.view(*idx.shape, table.embedding_dim)
+        rows = weight.index_select(0, flat)
+    return rows.view(*idx.shape, weight.shape[-1])

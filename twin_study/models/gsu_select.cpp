@@ -9,7 +9,7 @@
 // torch ops (gather the n key rows, one bmm, add the bias, blocked top-k), fused into one pass:
 // a key row is read once for all candidates and heads of the request, 8 candidates are scored
 // per vector instruction, and the block maxima kept on the way make the top-k exact while
-// ranking only the blocks that can hold it (see top_of_row). Ties: the more recent slot wins
+// ranking only the blocks that can hold it (see select_lanes). Ties: the more recent slot wins
 // (torch.topk leaves tie order undefined; the tests compare selections up to exact ties).
 //
 // Built on first use by twin_study/models/native.py (g++ -O3 -march=native) and called through
@@ -34,13 +34,6 @@ struct Entry {
     int64_t j;
 };
 
-// a ranks before b: higher score; equal scores: the more recent (smaller) slot.
-inline bool better(const Entry& a, const Entry& b) { return a.s > b.s || (a.s == b.s && a.j < b.j); }
-
-// The k best of one row's n scores, best first, given the
-// maxima of its blocks of W consecutive slots. Every top-k score lies in a block whose maximum
-// is at least tau, the k-th largest block maximum (at least k scores reach tau, so the k-th
-// best does), so only the slots of those blocks that reach tau are ranked.
 // (score, slot) as one integer whose ascending order is the ranking: higher score first, then
 // the smaller slot. Sorting these is several times faster than sorting pairs with a comparator.
 inline uint64_t rank_key(float s, int64_t j) {
@@ -58,31 +51,103 @@ inline Entry from_key(uint64_t key) {
     return {s, static_cast<int64_t>(key & 0xffffffffu)};
 }
 
-inline int64_t top_of_row(const float* sc, const float* bmax, int64_t n, int64_t W, int64_t k,
-                          std::vector<float>& tmp, std::vector<uint64_t>& cand, Entry* out) {
-    const int64_t nb = (n + W - 1) / W;
-    float tau = -std::numeric_limits<float>::infinity();
-    if (nb > k) {
-        tmp.resize(nb);
-        std::copy(bmax, bmax + nb, tmp.begin());
-        std::nth_element(tmp.begin(), tmp.begin() + (k - 1), tmp.end(), std::greater<float>());
-        tau = tmp[k - 1];
-    }
-    cand.clear();
-    for (int64_t q = 0; q < nb; ++q) {
-        if (bmax[q] < tau) continue;
-        const int64_t hi = std::min(n, (q + 1) * W);
-        for (int64_t j = q * W; j < hi; ++j) {
-            const float v = sc[j];
-            if (v >= tau) cand.push_back(rank_key(v, j));
+inline bool items_bad(const int64_t* items, int64_t n, int64_t V) {
+    for (int64_t j = 0; j < n; ++j)
+        if (items[j] < 0 || items[j] >= V) return true;
+    return false;
+}
+
+// Scores of one request's n slots for its candidates (8 per vector) and heads, into
+// sc (n, HB) and the maxima of every W consecutive slots into bmax (n / W, HB), HB = heads *
+// blocks of 8 candidates. Recency is a template flag: no branch in the loop.
+template <bool RECENCY>
+void score_slots(const float* table, int64_t hd, int64_t heads, int64_t d, int64_t blocks,
+                 const int64_t* items, int64_t n, int64_t V, const float* bias, int64_t n_codes,
+                 const int64_t* cols, float tiebreak, float denom, const v8f* qT, int64_t W,
+                 v8f* sc, v8f* bmax) {
+    const int64_t HB = heads * blocks;
+    const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t j = 0; j < n; ++j) {
+        const int64_t item = std::min<int64_t>(std::max<int64_t>(items[j], 0), V - 1);  // checked after
+        if (j + AHEAD < n) {  // the key row and bias entries AHEAD behaviours on
+            const int64_t ahead = std::min<int64_t>(std::max<int64_t>(items[j + AHEAD], 0), V - 1);
+            const float* next = table + ahead * hd;
+            for (int64_t off = 0; off < hd; off += 16) __builtin_prefetch(next + off);
+            if (bias)
+                for (int64_t h = 0; h < heads; ++h)
+                    __builtin_prefetch(bias + h * n_codes + cols[j + AHEAD]);
+        }
+        const float* key = table + item * hd;
+        // As torch computes it: (-j / (L + 1)) * tiebreak, in float32.
+        const float rec = RECENCY ? (-static_cast<float>(j) / denom) * tiebreak : 0.0f;
+        v8f* out = sc + j * HB;
+        v8f* bm = bmax + (j / W) * HB;
+        for (int64_t h = 0; h < heads; ++h) {
+            const float* kh = key + h * d;
+            const float add = bias ? bias[h * n_codes + cols[j]] : 0.0f;
+            for (int64_t b = 0; b < blocks; ++b) {
+                const v8f* qb = qT + (h * blocks + b) * d;
+                // Four partial sums, so that the adds do not wait on each other (one chain of
+                // d dependent adds was the bottleneck).
+                v8f a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                int64_t e = 0;
+                for (; e + 4 <= d; e += 4) {
+                    a0 += kh[e] * qb[e];
+                    a1 += kh[e + 1] * qb[e + 1];
+                    a2 += kh[e + 2] * qb[e + 2];
+                    a3 += kh[e + 3] * qb[e + 3];
+                }
+                for (; e < d; ++e) a0 += kh[e] * qb[e];
+                v8f acc = (a0 + a1) + (a2 + a3);
+                acc += add;  // the order torch adds them in
+                if (RECENCY) acc += rec;
+                const int64_t hb = h * blocks + b;
+                out[hb] = acc;
+                bm[hb] = acc > bm[hb] ? acc : bm[hb];
+            }
         }
     }
-    if (static_cast<int64_t>(cand.size()) > k)
-        std::nth_element(cand.begin(), cand.begin() + (k - 1), cand.end());
-    const int64_t m = std::min<int64_t>(k, cand.size());
-    std::sort(cand.begin(), cand.begin() + m);
-    for (int64_t i = 0; i < m; ++i) out[i] = from_key(cand[i]);
-    return m;
+}
+
+// The k best slots of each of the ``used`` lanes of one (head, block) column, best first, as
+// rank keys in cand[lane]. Every top-k score of a lane lies in a block of W slots whose
+// maximum is at least tau, the lane's k-th largest block maximum (at least k scores reach tau,
+// so the k-th best does): only those blocks are read, all lanes at once.
+void select_lanes(const v8f* sc, const v8f* bmax, int64_t HB, int64_t n, int64_t W, int64_t k,
+                  int used, std::vector<float>& tmp, std::vector<uint64_t>* cand) {
+    const int64_t nb = (n + W - 1) / W;
+    v8f tau;
+    for (int l = 0; l < LANES; ++l) tau[l] = std::numeric_limits<float>::infinity();
+    for (int l = 0; l < used; ++l) {
+        tau[l] = -std::numeric_limits<float>::infinity();
+        if (nb > k) {
+            tmp.resize(nb);
+            for (int64_t q = 0; q < nb; ++q) tmp[q] = bmax[q * HB][l];
+            std::nth_element(tmp.begin(), tmp.begin() + (k - 1), tmp.end(), std::greater<float>());
+            tau[l] = tmp[k - 1];
+        }
+        cand[l].clear();
+    }
+    for (int64_t q = 0; q < nb; ++q) {
+        const v8f m = bmax[q * HB];
+        bool any = false;
+        for (int l = 0; l < used; ++l) any |= m[l] >= tau[l];
+        if (!any) continue;
+        const int64_t hi = std::min(n, (q + 1) * W);
+        for (int64_t j = q * W; j < hi; ++j) {
+            const v8f v = sc[j * HB];
+            for (int l = 0; l < used; ++l)
+                if (v[l] >= tau[l]) cand[l].push_back(rank_key(v[l], j));
+        }
+    }
+    for (int l = 0; l < used; ++l) {
+        std::vector<uint64_t>& c = cand[l];
+        if (static_cast<int64_t>(c.size()) > k) {
+            std::nth_element(c.begin(), c.begin() + (k - 1), c.end());
+            c.resize(k);
+        }
+        std::sort(c.begin(), c.end());
+    }
 }
 
 }  // namespace
@@ -106,12 +171,10 @@ int gsu_select(const float* table, int64_t V, int64_t heads, int64_t d,
     const int64_t hd = heads * d;
     const float NEG_INF = -std::numeric_limits<float>::infinity();
     std::vector<v8f> qT;             // (heads, blocks, d) lanes of queries, one per candidate
-    std::vector<float> sc;           // (heads * blocks * LANES, n) each row's scores
-    std::vector<float> bmax;         // (heads * blocks * LANES, n / W) their block maxima
-    std::vector<v8f> run;            // (heads * blocks) running maxima of the current block
+    std::vector<v8f> sc;             // (n, heads * blocks) the scores, 8 candidates per vector
+    std::vector<v8f> bmax;           // (n / W, heads * blocks) their block maxima
     std::vector<float> tmp;
-    std::vector<uint64_t> cand;
-    std::vector<Entry> best;
+    std::vector<uint64_t> cand[LANES];
     std::vector<int64_t> cols;       // (n,) bias column of each behaviour
     int64_t start = 0;
     for (int64_t r = 0; r < R; ++r) {
@@ -146,13 +209,10 @@ int gsu_select(const float* table, int64_t V, int64_t heads, int64_t d,
         // scanning the chosen blocks; at least 8.
         const int64_t W = std::max<int64_t>(8, static_cast<int64_t>(4 * std::sqrt(double(n) / kk)));
         const int64_t nb = (n + W - 1) / W;
-        sc.resize(HB * LANES * n);
-        bmax.resize(HB * LANES * nb);
-        run.assign(HB, zero + NEG_INF);
-        const int lanes_last = static_cast<int>(cnt - (blocks - 1) * LANES);  // used lanes
+        sc.resize(n * HB);
+        bmax.assign(nb * HB, zero + NEG_INF);
         const int64_t* items = hist_item + r * L;
         const int64_t* code = codes ? codes + r * L * J : nullptr;
-        const float denom = static_cast<float>(L + 1);
         // Bias columns first (a sequential pass), so that the loop below can prefetch them.
         if (bias) {
             cols.resize(n);
@@ -163,68 +223,31 @@ int gsu_select(const float* table, int64_t V, int64_t heads, int64_t d,
                 cols[j] = col;
             }
         }
-        for (int64_t j = 0; j < n; ++j) {
-            const int64_t item = items[j];
-            if (item < 0 || item >= V) return -1;
-            if (j + AHEAD < n) {  // the key row and bias entries AHEAD behaviours on
-                const float* next = table + items[j + AHEAD] * hd;
-                for (int64_t off = 0; off < hd; off += 16) __builtin_prefetch(next + off);
-                if (bias)
-                    for (int64_t h = 0; h < heads; ++h)
-                        __builtin_prefetch(bias + h * n_codes + cols[j + AHEAD]);
-            }
-            const float* key = table + item * hd;
-            const int64_t col = bias ? cols[j] : 0;
-            // As torch computes it: (-j / (L + 1)) * tiebreak, in float32.
-            const float rec = tiebreak != 0.0f ? (-static_cast<float>(j) / denom) * tiebreak : 0.0f;
-            for (int64_t h = 0; h < heads; ++h) {
-                const float* kh = key + h * d;
-                const float add = bias ? bias[h * n_codes + col] : 0.0f;
-                for (int64_t b = 0; b < blocks; ++b) {
-                    const v8f* qb = qT.data() + (h * blocks + b) * d;
-                    // 8 candidates at once; four partial sums, so that the adds do not wait
-                    // on each other (one chain of d dependent adds was the bottleneck).
-                    v8f a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-                    int64_t e = 0;
-                    for (; e + 4 <= d; e += 4) {
-                        a0 += kh[e] * qb[e];
-                        a1 += kh[e + 1] * qb[e + 1];
-                        a2 += kh[e + 2] * qb[e + 2];
-                        a3 += kh[e + 3] * qb[e + 3];
-                    }
-                    for (; e < d; ++e) a0 += kh[e] * qb[e];
-                    v8f acc = (a0 + a1) + (a2 + a3);
-                    acc += add;  // the order torch adds them in
-                    if (tiebreak != 0.0f) acc += rec;
-                    const int64_t hb = h * blocks + b;
-                    const int used = b + 1 < blocks ? LANES : lanes_last;
-                    float* out = sc.data() + hb * LANES * n + j;  // row (hb, lane) at lane * n
-                    for (int l = 0; l < used; ++l) out[l * n] = acc[l];
-                    v8f& m = run[hb];
-                    m = acc > m ? acc : m;
-                    if ((j + 1) % W == 0 || j + 1 == n) {  // the block ends: keep its maxima
-                        float* bm = bmax.data() + hb * LANES * nb + j / W;
-                        for (int l = 0; l < used; ++l) bm[l * nb] = m[l];
-                        m = zero + NEG_INF;
+        if (tiebreak != 0.0f)
+            score_slots<true>(table, hd, heads, d, blocks, items, n, V, bias, n_codes, cols.data(),
+                              tiebreak, static_cast<float>(L + 1), qT.data(), W, sc.data(),
+                              bmax.data());
+        else
+            score_slots<false>(table, hd, heads, d, blocks, items, n, V, bias, n_codes,
+                               cols.data(), tiebreak, static_cast<float>(L + 1), qT.data(), W,
+                               sc.data(), bmax.data());
+        if (items_bad(items, n, V)) return -1;
+        for (int64_t h = 0; h < heads; ++h)
+            for (int64_t b = 0; b < blocks; ++b) {
+                const int used = static_cast<int>(std::min<int64_t>(LANES, cnt - b * LANES));
+                select_lanes(sc.data() + h * blocks + b, bmax.data() + h * blocks + b, HB, n, W,
+                             kk, used, tmp, cand);
+                for (int l = 0; l < used; ++l) {
+                    const int64_t sample = samples[b * LANES + l];
+                    int64_t* oi = out_idx + (sample * heads + h) * k;
+                    float* ov = out_val + (sample * heads + h) * k;
+                    for (size_t i = 0; i < cand[l].size(); ++i) {
+                        const Entry e = from_key(cand[l][i]);
+                        oi[i] = e.j;
+                        ov[i] = e.s;
                     }
                 }
             }
-        }
-        for (int64_t c = 0; c < cnt; ++c) {
-            const int64_t b = c / LANES, lane = c % LANES;
-            for (int64_t h = 0; h < heads; ++h) {
-                const int64_t row = (h * blocks + b) * LANES + lane;
-                best.resize(kk);
-                const int64_t m = top_of_row(sc.data() + row * n, bmax.data() + row * nb, n, W,
-                                             kk, tmp, cand, best.data());
-                int64_t* oi = out_idx + (samples[c] * heads + h) * k;
-                float* ov = out_val + (samples[c] * heads + h) * k;
-                for (int64_t i = 0; i < m; ++i) {
-                    oi[i] = best[i].j;
-                    ov[i] = best[i].s;
-                }
-            }
-        }
     }
     return 0;
 }
