@@ -1,9 +1,12 @@
-"""The native GSU kernel (``models/gsu_select.cpp``) against the torch fast path it replaces.
+"""The native kernels against the torch code they replace.
 
-Both compute ``select_per_request`` over ``table_rows`` scores; the kernel must select the same
-behaviours (up to exact ties and float rounding at the cut), keep the same padding for short
-and empty histories, break exact ties towards the more recent slot, reject bad item ids, and
-step aside (torch path, one warning) when it cannot be built.
+* ``gsu_select.cpp`` computes ``select_per_request`` over ``table_rows`` scores: it must select
+  the same behaviours (up to exact ties and float rounding at the cut), keep the same padding
+  for short and empty histories, break exact ties towards the more recent slot and reject bad
+  item ids;
+* ``esu_attend.cpp`` computes ``attention._PooledAttention`` forward and backward: the same
+  weights, pooled features and gradients, all-masked samples and column slices of K included;
+* both step aside (torch path, one warning) when they cannot be built.
 """
 
 from __future__ import annotations
@@ -115,17 +118,18 @@ def test_kernel_matches_select_per_request_on_random_scores(lib):
 
 
 def test_no_compiler_or_switched_off_falls_back_to_torch(monkeypatch, tmp_path):
-    monkeypatch.setattr(native, "_lib", None)
-    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_libs", {})
     monkeypatch.setenv("TWIN_STUDY_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     with pytest.warns(UserWarning, match="using the torch path"):
-        assert native.load() is None
+        assert native.load("gsu") is None
     args = _inputs([10, 10, 10], 10)
     assert native.select_by_table(*args, 3) is None  # the caller then takes the torch path
-    monkeypatch.setattr(native, "_tried", False)
+    with pytest.warns(UserWarning, match="native esu kernel unavailable"):
+        assert native.esu_forward(*_esu_inputs()[:4]) is None
+    monkeypatch.setattr(native, "_libs", {})
     monkeypatch.setenv(native.NATIVE_ENV, "0")
-    assert native.load() is None and native._tried is False  # off: not even attempted
+    assert native.load("gsu") is None and native._libs == {}  # off: not even attempted
 
 
 def test_kernel_skips_tensors_off_the_cpu(lib):
@@ -136,9 +140,44 @@ def test_kernel_skips_tensors_off_the_cpu(lib):
 
 
 def test_library_is_keyed_by_source_flags_and_cpu(monkeypatch):
-    a = native.library_path()
+    a = native.library_path("gsu")
+    assert a != native.library_path("esu")
     monkeypatch.setattr(native, "FLAGS", [*native.FLAGS, "-DX"])
-    assert native.library_path() != a
+    b = native.library_path("gsu")
     monkeypatch.setattr(native, "_cpu_id", lambda: "another cpu")
-    assert len({a, native.library_path()}) == 2
-    assert np.all([p.suffix == ".so" for p in (a, native.library_path())])
+    assert len({a, b, native.library_path("gsu")}) == 3
+    assert np.all([p.suffix == ".so" for p in (a, b)])
+
+
+# ------------------------------------------------------------------------------ the ESU
+
+
+def _esu_inputs(B=6, n=37, Hv=29, width=19, heads=3, extra=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    K = torch.randn(B, n, Hv + extra, generator=g)  # the kernel reads a column slice of it
+    q, bias = torch.randn(B, heads, width, generator=g), torch.randn(B, n, heads, generator=g)
+    valid = torch.rand(B, n, generator=g) > 0.3
+    valid[2] = False  # a sample without finalists: zero weights, zero output
+    d_pooled = torch.randn(B, heads, Hv, generator=g)
+    return K, q, bias, valid, d_pooled, Hv
+
+
+@pytest.mark.parametrize("shape", [{}, {"n": 100, "Hv": 168, "width": 144, "heads": 4}])
+def test_esu_kernel_equals_the_torch_attention_and_its_gradients(monkeypatch, shape):
+    from twin_study.models.attention import _PooledAttention
+
+    if native.load("esu") is None:
+        pytest.skip("no C++ compiler: the native kernel is not built here")
+    K0, q0, bias0, valid, d_pooled, Hv = _esu_inputs(**shape)
+    got = []
+    for env in ("1", "0"):  # kernel, then torch
+        monkeypatch.setenv(native.NATIVE_ENV, env)
+        K, q, bias = (t.clone().requires_grad_() for t in (K0, q0, bias0))
+        pooled, w = _PooledAttention.apply(K[..., :Hv], q, bias, valid)
+        (pooled * d_pooled).sum().backward()
+        got.append([pooled, w, K.grad, q.grad, bias.grad])
+    names = ["pooled", "w", "dK", "dq", "dbias"]
+    for name, a, b in zip(names, got[0], got[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    assert (got[0][1][2] == 0).all() and (got[0][0][2] == 0).all()  # nothing to attend to
+    assert (got[0][1].sum(1)[[0, 1, 3]] - 1).abs().max() < 1e-5  # weights sum to one

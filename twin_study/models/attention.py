@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
 from .embedding import FeatureEmbedder, lookup
 from .topk import request_slots
 
@@ -299,7 +300,8 @@ class TwinAttention(nn.Module):
 
 
 class _PooledAttention(torch.autograd.Function):
-    """Masked softmax attention pooling with a hand-written backward.
+    """Masked softmax attention pooling with a hand-written backward (on the CPU, the native
+    kernel ``esu_attend.cpp`` computes the same in one pass per sample; torch otherwise).
 
     Forward: alpha = K[..., :Hk] q_in^T + bias (B, n, heads); w = softmax over the valid n;
     pooled = w^T K (B, heads, Hv). Autograd would write the gradient of K twice (through
@@ -309,10 +311,14 @@ class _PooledAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, K, q_in, bias, valid):  # noqa: ANN001 -- autograd's signature
-        width = q_in.shape[-1]  # keys are K's first `width` columns
-        alpha = torch.baddbmm(bias, K[..., :width], q_in.transpose(1, 2))  # (B, n, heads)
-        w = TwinAttention._softmax(alpha, valid[..., None], dim=1)
-        pooled = torch.bmm(w.transpose(1, 2), K)  # (B, heads, Hv)
+        got = native.esu_forward(K, q_in, bias, valid)  # the same, one pass per sample
+        if got is not None:
+            w, pooled = got
+        else:
+            width = q_in.shape[-1]  # keys are K's first `width` columns
+            alpha = torch.baddbmm(bias, K[..., :width], q_in.transpose(1, 2))  # (B, n, heads)
+            w = TwinAttention._softmax(alpha, valid[..., None], dim=1)
+            pooled = torch.bmm(w.transpose(1, 2), K)  # (B, heads, Hv)
         ctx.save_for_backward(K, q_in, w)
         ctx.mark_non_differentiable(w)
         return pooled, w
@@ -320,6 +326,10 @@ class _PooledAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_pooled, _d_w):  # noqa: ANN001
         K, q_in, w = ctx.saved_tensors
+        got = native.esu_backward(K, q_in, w, d_pooled)
+        if got is not None:
+            d_K, d_q, d_alpha = got
+            return d_K, d_q, d_alpha, None
         width = q_in.shape[-1]
         d_w = torch.bmm(K, d_pooled.transpose(1, 2))  # (B, n, heads)
         d_alpha = w * (d_w - (w * d_w).sum(dim=1, keepdim=True))  # softmax backward

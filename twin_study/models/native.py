@@ -1,4 +1,4 @@
-"""The fused GSU selection kernel (``gsu_select.cpp``), compiled on first use.
+"""The native kernels (``gsu_select.cpp``, ``esu_attend.cpp``), compiled on first use.
 
 ``select_by_table`` is ``topk.select_per_request`` over ``gsu.table_rows`` scores -- the
 selection of TWIN's CP-GSU, SIM Soft, ETA and SDIM -- in one C++ pass per batch: each
@@ -30,22 +30,29 @@ import torch
 
 from ..paths import cache_dir
 
-NATIVE_ENV = "TWIN_STUDY_NATIVE"  # "0" turns the kernel off
-SOURCE = Path(__file__).with_name("gsu_select.cpp")
+NATIVE_ENV = "TWIN_STUDY_NATIVE"  # "0" turns the kernels off
+HERE = Path(__file__).parent
+SOURCES = {"gsu": HERE / "gsu_select.cpp", "esu": HERE / "esu_attend.cpp"}
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17"]
 
 _lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
+_libs: dict[str, ctypes.CDLL | None] = {}  # kernel -> library (None: tried, unavailable)
 
 _I64, _F32 = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
-_SIGNATURE = [
-    _F32, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,  # table, V, heads, d
-    _I64, ctypes.c_int64, ctypes.c_int64, _I64,  # hist_item, R, L, n_valid
-    _F32, _I64, _I64,  # query, order, counts
-    _F32, ctypes.c_int64, _I64, ctypes.c_int64, _I64,  # bias, n_codes, codes, J, strides
-    ctypes.c_float, ctypes.c_int64, _I64, _F32,  # tiebreak, k, out_idx, out_val
-]  # fmt: skip
+_U8, _N = ctypes.POINTER(ctypes.c_uint8), ctypes.c_int64
+_SIGNATURES = {
+    "gsu": {"gsu_select": [
+        _F32, _N, _N, _N,  # table, V, heads, d
+        _I64, _N, _N, _I64,  # hist_item, R, L, n_valid
+        _F32, _I64, _I64,  # query, order, counts
+        _F32, _N, _I64, _N, _I64,  # bias, n_codes, codes, J, strides
+        ctypes.c_float, _N, _I64, _F32,  # tiebreak, k, out_idx, out_val
+    ]},
+    "esu": {
+        "esu_forward": [_F32, _N, _N, _N, _N, _N, _F32, _N, _F32, _U8, _F32, _F32],
+        "esu_backward": [_F32, _N, _N, _N, _N, _N, _F32, _N, _F32, _F32, _F32, _F32, _F32],
+    },
+}  # fmt: skip
 
 
 def enabled() -> bool:
@@ -66,15 +73,16 @@ def _compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "g++"))
 
 
-def library_path() -> Path:
+def library_path(name: str = "gsu") -> Path:
+    source = SOURCES[name]
     key = hashlib.sha1(
-        SOURCE.read_bytes() + " ".join(FLAGS).encode() + _cpu_id().encode()
+        source.read_bytes() + " ".join(FLAGS).encode() + _cpu_id().encode()
     ).hexdigest()[:16]
-    return cache_dir() / "native" / f"gsu_select_{key}.so"
+    return cache_dir() / "native" / f"{source.stem}_{key}.so"
 
 
-def build(path: Path) -> None:
-    """Compile the kernel into ``path`` (atomically: a temp file renamed into place)."""
+def build(path: Path, source: Path) -> None:
+    """Compile ``source`` into ``path`` (atomically: a temp file renamed into place)."""
     cxx = _compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set $CXX or install g++)")
@@ -82,7 +90,7 @@ def build(path: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        done = subprocess.run([cxx, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True,
+        done = subprocess.run([cxx, *FLAGS, "-o", tmp, str(source)], capture_output=True,
                               text=True, timeout=300)  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"{cxx} failed:\n{done.stderr[-2000:]}")
@@ -92,26 +100,27 @@ def build(path: Path) -> None:
             os.unlink(tmp)
 
 
-def load() -> ctypes.CDLL | None:
-    """The compiled kernel, building it if needed; None when unavailable (torch path)."""
-    global _lib, _tried
+def load(name: str = "gsu") -> ctypes.CDLL | None:
+    """The compiled kernel ``name`` ("gsu" or "esu"), building it if needed; None when
+    unavailable (the caller takes the torch path)."""
     if not enabled():
         return None
     with _lock:
-        if not _tried:
-            _tried = True
+        if name not in _libs:
+            _libs[name] = None
             try:
-                path = library_path()
+                path = library_path(name)
                 if not path.exists():
-                    build(path)
+                    build(path, SOURCES[name])
                 lib = ctypes.CDLL(str(path))
-                lib.gsu_select.argtypes = _SIGNATURE
-                lib.gsu_select.restype = ctypes.c_int
-                _lib = lib
+                for fn, argtypes in _SIGNATURES[name].items():
+                    getattr(lib, fn).argtypes = argtypes
+                    getattr(lib, fn).restype = ctypes.c_int if name == "gsu" else None
+                _libs[name] = lib
             except Exception as err:  # noqa: BLE001 -- any failure means: use torch
-                warnings.warn(f"native GSU kernel unavailable, using the torch path: {err}",
+                warnings.warn(f"native {name} kernel unavailable, using the torch path: {err}",
                               stacklevel=2)  # fmt: skip
-        return _lib
+        return _libs[name]
 
 
 def _ptr(t: torch.Tensor | None, kind):  # noqa: ANN001, ANN202
@@ -140,7 +149,7 @@ def select_by_table(
     tensors = [table, hist_item, n_valid, query, req] + (list(bias) if bias else [])
     if any(t.device.type != "cpu" for t in tensors):
         return None
-    lib = load()
+    lib = load("gsu")
     if lib is None:
         return None
     V, heads, d = table.shape
@@ -173,3 +182,54 @@ def select_by_table(
     if rc == -2:
         raise IndexError(f"GSU kernel: a cross-feature code is outside the bias table of {n_codes}")
     return out_idx, out_val
+
+
+def _cpu_floats(*tensors: torch.Tensor) -> bool:
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
+def esu_forward(
+    K: torch.Tensor, q: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``attention._PooledAttention``'s forward: K (B, n, Hv) (its rows may be longer: a
+    column slice), q (B, heads, width <= Hv), bias (B, n, heads), valid (B, n) -> weights
+    (B, n, heads) and pooled (B, heads, Hv); None when the kernel cannot run."""
+    if not _cpu_floats(K, q, bias) or K.stride(-1) != 1 or K.stride(0) != K.shape[1] * K.stride(1):
+        return None
+    lib = load("esu")
+    if lib is None:
+        return None
+    B, n, Hv = K.shape
+    heads, width = q.shape[1:]
+    q, bias = q.contiguous(), bias.contiguous()
+    valid = valid.to(torch.uint8).contiguous()
+    w = torch.empty(B, n, heads)
+    pooled = torch.empty(B, heads, Hv)
+    lib.esu_forward(
+        _ptr(K, _F32), B, n, K.stride(1), Hv, width, _ptr(q, _F32), heads,
+        _ptr(bias, _F32), _ptr(valid, _U8), _ptr(w, _F32), _ptr(pooled, _F32),
+    )  # fmt: skip
+    return w, pooled
+
+
+def esu_backward(
+    K: torch.Tensor, q: torch.Tensor, w: torch.Tensor, d_pooled: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The gradients of ``esu_forward``: d_K (B, n, Hv), d_q (B, heads, width) and d_alpha
+    (B, n, heads), the bias's; None when the kernel cannot run."""
+    ok = K.stride(-1) == 1 and K.stride(0) == K.shape[1] * K.stride(1)
+    if not ok or not _cpu_floats(K, q, w, d_pooled):
+        return None
+    lib = load("esu")
+    if lib is None:
+        return None
+    B, n, Hv = K.shape
+    heads, width = q.shape[1:]
+    q, w, d_pooled = q.contiguous(), w.contiguous(), d_pooled.contiguous()
+    d_K = torch.empty(B, n, Hv)
+    d_q = torch.empty(B, heads, width)
+    d_alpha = torch.empty(B, n, heads)
+    lib.esu_backward(_ptr(K, _F32), B, n, K.stride(1), Hv, width, _ptr(q, _F32), heads,
+                     _ptr(w, _F32), _ptr(d_pooled, _F32), _ptr(d_K, _F32), _ptr(d_q, _F32),
+                     _ptr(d_alpha, _F32))  # fmt: skip
+    return d_K, d_q, d_alpha
