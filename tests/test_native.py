@@ -181,3 +181,16 @@ def test_esu_kernel_equals_the_torch_attention_and_its_gradients(monkeypatch, sh
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
     assert (got[0][1][2] == 0).all() and (got[0][0][2] == 0).all()  # nothing to attend to
     assert (got[0][1].sum(1)[[0, 1, 3]] - 1).abs().max() < 1e-5  # weights sum to one
+
+
+def test_merge_heads_kernel_equals_the_torch_walk(lib):
+    from twin_study.models.topk import merge_heads
+
+    g = torch.Generator().manual_seed(3)
+    for heads, k, L_ in [(4, 100, 10_000), (2, 7, 12), (4, 20, 20), (1, 5, 50)]:
+        top = torch.stack([torch.stack([torch.randperm(L_, generator=g)[:k] for _ in range(heads)])
+                           for _ in range(30)])  # fmt: skip
+        top[0] = torch.arange(k)  # every head agrees: the walk takes one head's list
+        assert torch.equal(native.merge_heads(top, L_), merge_heads(top, k))
+    with pytest.raises(IndexError, match="outside"):
+        native.merge_heads(top, 3)

@@ -109,6 +109,48 @@ void score_slots(const float* table, int64_t hd, int64_t heads, int64_t d, int64
     }
 }
 
+// score_slots for d = D known at compile time (TWIN: 16 per head), head by head: the D query
+// vectors of a (head, block) stay in registers for the whole pass over the n slots, so the
+// inner loop is D broadcasts of the key and D fused multiply-adds. Each pass reads one head's
+// D floats of every key row (one cache line for D = 16): the same lines as a single pass.
+template <int D, bool RECENCY>
+void score_slots_fixed(const float* table, int64_t hd, int64_t heads, int64_t blocks,
+                       const int64_t* items, int64_t n, int64_t V, const float* bias,
+                       int64_t n_codes, const int64_t* cols, float tiebreak, float denom,
+                       const v8f* qT, int64_t W, v8f* sc, v8f* bmax) {
+    const int64_t HB = heads * blocks;
+    const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t h = 0; h < heads; ++h)
+        for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t hb = h * blocks + b;
+            v8f q[D];
+            for (int e = 0; e < D; ++e) q[e] = qT[hb * D + e];
+            const float* bh = bias ? bias + h * n_codes : nullptr;
+            for (int64_t j = 0; j < n; ++j) {
+                if (j + AHEAD < n) {
+                    const int64_t ahead = std::min<int64_t>(std::max<int64_t>(items[j + AHEAD], 0), V - 1);
+                    __builtin_prefetch(table + ahead * hd + h * D);
+                    if (bh) __builtin_prefetch(bh + cols[j + AHEAD]);
+                }
+                const int64_t item = std::min<int64_t>(std::max<int64_t>(items[j], 0), V - 1);
+                const float* kh = table + item * hd + h * D;
+                v8f a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+                for (int e = 0; e + 4 <= D; e += 4) {
+                    a0 += kh[e] * q[e];
+                    a1 += kh[e + 1] * q[e + 1];
+                    a2 += kh[e + 2] * q[e + 2];
+                    a3 += kh[e + 3] * q[e + 3];
+                }
+                v8f acc = (a0 + a1) + (a2 + a3);
+                if (bh) acc += bh[cols[j]];  // the order torch adds them in
+                if (RECENCY) acc += (-static_cast<float>(j) / denom) * tiebreak;
+                sc[j * HB + hb] = acc;
+                v8f& m = bmax[(j / W) * HB + hb];
+                m = acc > m ? acc : m;
+            }
+        }
+}
+
 // The k best slots of each of the ``used`` lanes of one (head, block) column, best first, as
 // rank keys in cand[lane]. Every top-k score of a lane lies in a block of W slots whose
 // maximum is at least tau, the lane's k-th largest block maximum (at least k scores reach tau,
@@ -223,7 +265,11 @@ int gsu_select(const float* table, int64_t V, int64_t heads, int64_t d,
                 cols[j] = col;
             }
         }
-        if (tiebreak != 0.0f)
+        if (d == 16 && tiebreak == 0.0f)
+            score_slots_fixed<16, false>(table, hd, heads, blocks, items, n, V, bias, n_codes,
+                                         cols.data(), tiebreak, static_cast<float>(L + 1),
+                                         qT.data(), W, sc.data(), bmax.data());
+        else if (tiebreak != 0.0f)
             score_slots<true>(table, hd, heads, d, blocks, items, n, V, bias, n_codes, cols.data(),
                               tiebreak, static_cast<float>(L + 1), qT.data(), W, sc.data(),
                               bmax.data());
@@ -248,6 +294,31 @@ int gsu_select(const float* table, int64_t V, int64_t heads, int64_t d,
                     }
                 }
             }
+    }
+    return 0;
+}
+
+// The paper's merge of per-head rankings into one set of k unique behaviours (as
+// topk.merge_heads): walk rank-major -- rank 0 of head 0, 1, ..., rank 1 of head 0, ... --
+// keeping a slot the first time it appears. top (B, heads, k) slots in [0, L), each head's
+// list best first and duplicate-free; out (B, k). Returns 0, or -1 for a slot outside [0, L).
+int merge_heads(const int64_t* top, int64_t B, int64_t heads, int64_t k, int64_t L,
+                int64_t* out) {
+    std::vector<uint8_t> seen(L, 0);
+    for (int64_t b = 0; b < B; ++b) {
+        const int64_t* t = top + b * heads * k;
+        int64_t* o = out + b * k;
+        int64_t m = 0;
+        for (int64_t r = 0; r < k && m < k; ++r)
+            for (int64_t h = 0; h < heads && m < k; ++h) {
+                const int64_t slot = t[h * k + r];
+                if (slot < 0 || slot >= L) return -1;
+                if (!seen[slot]) {
+                    seen[slot] = 1;
+                    o[m++] = slot;
+                }
+            }
+        for (int64_t i = 0; i < m; ++i) seen[o[i]] = 0;
     }
     return 0;
 }

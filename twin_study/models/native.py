@@ -41,13 +41,16 @@ _libs: dict[str, ctypes.CDLL | None] = {}  # kernel -> library (None: tried, una
 _I64, _F32 = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
 _U8, _N = ctypes.POINTER(ctypes.c_uint8), ctypes.c_int64
 _SIGNATURES = {
-    "gsu": {"gsu_select": [
-        _F32, _N, _N, _N,  # table, V, heads, d
-        _I64, _N, _N, _I64,  # hist_item, R, L, n_valid
-        _F32, _I64, _I64,  # query, order, counts
-        _F32, _N, _I64, _N, _I64,  # bias, n_codes, codes, J, strides
-        ctypes.c_float, _N, _I64, _F32,  # tiebreak, k, out_idx, out_val
-    ]},
+    "gsu": {
+        "gsu_select": [
+            _F32, _N, _N, _N,  # table, V, heads, d
+            _I64, _N, _N, _I64,  # hist_item, R, L, n_valid
+            _F32, _I64, _I64,  # query, order, counts
+            _F32, _N, _I64, _N, _I64,  # bias, n_codes, codes, J, strides
+            ctypes.c_float, _N, _I64, _F32,  # tiebreak, k, out_idx, out_val
+        ],
+        "merge_heads": [_I64, _N, _N, _N, _N, _I64],  # top, B, heads, k, L, out
+    },
     "esu": {
         "esu_forward": [_F32, _N, _N, _N, _N, _N, _F32, _N, _F32, _U8, _F32, _F32],
         "esu_backward": [_F32, _N, _N, _N, _N, _N, _F32, _N, _F32, _F32, _F32, _F32, _F32],
@@ -233,3 +236,19 @@ def esu_backward(
                      _ptr(w, _F32), _ptr(d_pooled, _F32), _ptr(d_K, _F32), _ptr(d_q, _F32),
                      _ptr(d_alpha, _F32))  # fmt: skip
     return d_K, d_q, d_alpha
+
+
+def merge_heads(top: torch.Tensor, length: int) -> torch.Tensor | None:
+    """``topk.merge_heads(top, k)`` for slots in [0, length): top (B, heads, k) -> (B, k);
+    None when the kernel cannot run."""
+    if top.device.type != "cpu" or top.dtype != torch.long:
+        return None
+    lib = load("gsu")
+    if lib is None:
+        return None
+    B, heads, k = top.shape
+    top = top.contiguous()
+    out = torch.empty(B, k, dtype=torch.long)
+    if lib.merge_heads(_ptr(top, _I64), B, heads, k, length, _ptr(out, _I64)) != 0:
+        raise IndexError(f"merge_heads: a slot outside [0, {length})")
+    return out

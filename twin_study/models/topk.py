@@ -20,6 +20,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from . import native
+
 NEG_INF = float("-inf")
 
 
@@ -251,5 +253,7 @@ def finish_selection(
         if min_score is not None:
             ok &= vals > min_score
         return top, ok
-    merged = merge_heads(top, k)
+    merged = native.merge_heads(top, int(max(n_valid.max(), k)) if len(n_valid) else k)
+    if merged is None:
+        merged = merge_heads(top, k)
     return merged, merged < limit
