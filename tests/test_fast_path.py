@@ -270,3 +270,22 @@ def test_item_cache_and_hash_projections_equal_projecting_every_items_k_h(ds):
                                    emb.inherent(ids) @ proj, rtol=1e-5, atol=1e-5)  # fmt: skip
         item_id = emb.project_vectors("item_id", proj[: emb.item_emb["item"].embedding_dim])
         assert item_id.shape == (len(ids), 12)
+
+
+def test_code_bias_equals_the_cross_bias_of_the_embeddings_and_its_gradients(ds, batch):
+    """The fast ESU reads the cross term from per-code tables; it must be Eq. 5-6's
+    beta-weighted W^c contraction of the cross embeddings, gradients included."""
+    fast, _ = pair(ds, "twin", beta_init=0.7)
+    emb, att = fast.emb, fast.esu
+    codes = batch.hist_cross[:, :50]  # (R, 50, J)
+    got = att.code_bias(emb, codes)
+    want = att.cross_bias(emb.cross(codes))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(got)
+    params = [att.W_c, att.beta, *(e.weight for e in emb.cross_emb)]
+    d_got = torch.autograd.grad((got * g).sum(), params)
+    d_want = torch.autograd.grad((want * g).sum(), params)
+    for a, b in zip(d_got, d_want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    nobias, _ = pair(ds, "twin_no_bias")
+    assert (nobias.esu.code_bias(nobias.emb, codes) == 0).all()
