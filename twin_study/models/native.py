@@ -187,8 +187,12 @@ def select_by_table(
     return out_idx, out_val
 
 
-def _cpu_floats(*tensors: torch.Tensor) -> bool:
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+def _esu_lib(K: torch.Tensor, *others: torch.Tensor) -> ctypes.CDLL | None:
+    """The ESU kernel when it can run on these tensors: float32 on the CPU, K's rows
+    contiguous and evenly spaced (a column slice is fine); else None."""
+    rows_ok = K.stride(-1) == 1 and K.stride(0) == K.shape[1] * K.stride(1)
+    cpu = all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (K, *others))
+    return load("esu") if rows_ok and cpu else None
 
 
 def esu_forward(
@@ -197,9 +201,7 @@ def esu_forward(
     """``attention._PooledAttention``'s forward: K (B, n, Hv) (its rows may be longer: a
     column slice), q (B, heads, width <= Hv), bias (B, n, heads), valid (B, n) -> weights
     (B, n, heads) and pooled (B, heads, Hv); None when the kernel cannot run."""
-    if not _cpu_floats(K, q, bias) or K.stride(-1) != 1 or K.stride(0) != K.shape[1] * K.stride(1):
-        return None
-    lib = load("esu")
+    lib = _esu_lib(K, q, bias)
     if lib is None:
         return None
     B, n, Hv = K.shape
@@ -220,10 +222,7 @@ def esu_backward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """The gradients of ``esu_forward``: d_K (B, n, Hv), d_q (B, heads, width) and d_alpha
     (B, n, heads), the bias's; None when the kernel cannot run."""
-    ok = K.stride(-1) == 1 and K.stride(0) == K.shape[1] * K.stride(1)
-    if not ok or not _cpu_floats(K, q, w, d_pooled):
-        return None
-    lib = load("esu")
+    lib = _esu_lib(K, q, w, d_pooled)
     if lib is None:
         return None
     B, n, Hv = K.shape
