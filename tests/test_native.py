@@ -194,3 +194,61 @@ def test_merge_heads_kernel_equals_the_torch_walk(lib):
         assert torch.equal(native.merge_heads(top, L_), merge_heads(top, k))
     with pytest.raises(IndexError, match="outside"):
         native.merge_heads(top, 3)
+
+
+def test_concat_lookup_kernel_equals_torch_values_and_gradients(monkeypatch):
+    """embed_rows.cpp: one gather forward, one scatter-add backward; the same numbers as the
+    torch path (index_selects + cat; index_add per column slice), repeated rows accumulating
+    and strided index columns (one column of a code matrix) included."""
+    from twin_study.models.embedding import concat_lookup
+
+    if native.load("rows") is None:
+        pytest.skip("no C++ compiler: the native kernel is not built here")
+    g = torch.Generator().manual_seed(0)
+    tables0 = [torch.randn(v, w, generator=g) for v, w in [(50, 64), (7, 8), (9, 8), (3, 5)]]
+    codes = torch.randint(0, 9, (400, 2), generator=g)
+    indices = [torch.randint(0, 50, (400,), generator=g), torch.randint(0, 7, (400,), generator=g),
+               codes[:, 1], torch.zeros(400, dtype=torch.long)]  # fmt: skip
+    d_out = torch.randn(400, 85, generator=g)
+    got = []
+    for env in ("1", "0"):  # kernel, then torch
+        monkeypatch.setenv(native.NATIVE_ENV, env)
+        tables = [t.clone().requires_grad_() for t in tables0]
+        out = concat_lookup(tables, indices)
+        (out * d_out).sum().backward()
+        got.append([out, *(t.grad for t in tables)])
+    want = torch.cat([t[i] for t, i in zip(tables0, indices)], dim=-1)
+    torch.testing.assert_close(got[0][0], want, rtol=0, atol=0)
+    for a, b in zip(got[0], got[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(got[0][4][0], d_out[:, 80:].sum(0), atol=1e-4)  # 400 rows into one
+    for env in ("1", "0"):
+        monkeypatch.setenv(native.NATIVE_ENV, env)
+        with pytest.raises(IndexError):
+            concat_lookup(tables0, [indices[0], indices[1], codes[:, 1] + 1, indices[3]])
+
+
+def test_behaviours_equal_inherent_beside_cross(ds, monkeypatch):  # noqa: F811
+    """FeatureEmbedder.behaviours (one concat_lookup) = [inherent(items), cross(codes)], values
+    and gradients, on the kernel and on the torch path."""
+    from twin_study.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(long_module="twin", long_len=L, k=K), ds)
+    emb = model.emb
+    g = torch.Generator().manual_seed(1)
+    items = torch.randint(0, emb.n_items + 1, (6, 11), generator=g)
+    codes = torch.stack([torch.randint(0, e.num_embeddings, (6, 11), generator=g)
+                         for e in emb.cross_emb], dim=-1)  # fmt: skip
+    params = [p for p in emb.parameters() if p.requires_grad]
+    for env in ("1", "0"):
+        monkeypatch.setenv(native.NATIVE_ENV, env)
+        K_ = emb.behaviours(items, codes)
+        want = torch.cat([emb.inherent(items), emb.cross(codes).flatten(-2)], dim=-1)
+        torch.testing.assert_close(K_, want, rtol=0, atol=0)
+        w = torch.randn(K_.shape, generator=g)
+        got = torch.autograd.grad((K_ * w).sum(), params, allow_unused=True)
+        ref = torch.autograd.grad((want * w).sum(), params, allow_unused=True)
+        for a, b in zip(got, ref, strict=True):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -198,7 +198,7 @@ class CTRModel(nn.Module):
         items = batch.hist_item.reshape(-1).index_select(0, flat).view(idx.shape)  # (B, n)
         codes = batch.hist_cross.reshape(R * W, -1).index_select(0, flat)
         codes = codes.view(*idx.shape, -1)  # (B, n, J)
-        K, _ = self.emb.behaviours(items, codes)  # (B, n, H + C)
+        K = self.emb.behaviours(items, codes)  # (B, n, H + C)
         return att.attend(qh, K, att.code_bias(self.emb, codes), valid)
 
     def _attend_grouped(
@@ -234,7 +234,7 @@ class CTRModel(nn.Module):
         where = pos[inv].view(B, n)  # (B, n) position of each finalist in its request's set
         member = torch.zeros(B, S, dtype=torch.bool, device=idx.device)
         member.scatter_(1, where, valid)  # a slot selected twice is valid both times or never
-        K, _ = self.emb.behaviours(items, codes)  # (R, S, H + C)
+        K = self.emb.behaviours(items, codes)  # (R, S, H + C)
         out, w = att.forward_grouped(qh, batch.req, K, att.code_bias(self.emb, codes), member)
         return out, w.gather(1, where[..., None].expand(B, n, w.shape[-1]))  # (B, n, heads)
 

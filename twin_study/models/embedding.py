@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.schema import ItemTable
+from . import native
 from .config import ITEM_VECTOR_SOURCES
 
 # Largest (requests x items) count matrix ``inherent_mean`` builds densely (64 MiB of float32).
@@ -122,15 +123,24 @@ class FeatureEmbedder(nn.Module):
             out += per_code.index_select(0, getattr(self, f"code_{name}"))
         return out
 
-    def behaviours(
-        self, item: torch.Tensor, codes: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """K = [K_h, K_c] of behaviours in one tensor, and K_c on its own:
-        (...,) ids, (..., J) codes -> (..., H + C), (..., J, cross_dim). One concatenation
-        instead of two (inherent, then with the cross part): at B x 100 finalists these copies
-        are a visible share of a training step."""
-        k_c = self.cross(codes)
-        return torch.cat([*self._inherent_parts(item), k_c.flatten(-2)], dim=-1), k_c
+    def behaviours(self, item: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """K = [K_h, K_c] of behaviours in one tensor: (...,) ids, (..., J) codes ->
+        (..., H + C), the columns of ``inherent(item)`` then ``cross(codes).flatten(-2)``.
+
+        All P = 1 + (item features) + J lookups in one pass (``concat_lookup``): at B x 100
+        finalists, index_selects + a concatenation, and backward a copy of every column slice
+        before its index_add, were a tenth of a training step."""
+        flat = item.reshape(-1)
+        tables = [self.item_emb["item"].weight]
+        indices = [flat]
+        for name in self.item_feature_names:
+            tables.append(self.item_emb[name].weight)
+            indices.append(self.item_codes(name, flat))
+        codes = codes.reshape(-1, self.J)
+        tables += [e.weight for e in self.cross_emb]
+        indices += [codes[:, j] for j in range(self.J)]
+        K = concat_lookup(tables, indices)  # (N, H + C)
+        return K.view(*item.shape, K.shape[-1])
 
     def inherent_mean(self, items: torch.Tensor, n_valid: torch.Tensor) -> torch.Tensor:
         """Mean K_h of each row's valid prefix: items (R, L), n_valid (R,) -> (R, H).
@@ -199,6 +209,48 @@ class _RowLookup(torch.autograd.Function):
         (idx,) = ctx.saved_tensors
         d_weight = grad.new_zeros(ctx.n_rows, grad.shape[-1])
         return d_weight.index_add_(0, idx, grad.contiguous()), None
+
+
+class _ConcatLookup(torch.autograd.Function):
+    """``torch.cat([lookup(t, i) for t, i in zip(tables, indices)], dim=-1)`` for 1-D indices,
+    as one gather forward and one scatter-add backward (``embed_rows.cpp`` on the CPU, torch
+    otherwise). apply(P, *tables, *indices)."""
+
+    @staticmethod
+    def forward(ctx, P, *args):  # noqa: ANN001 -- autograd's signature
+        tables, indices = list(args[:P]), list(args[P:])
+        out = native.rows_gather(tables, indices)
+        ctx.native = out is not None
+        if out is None:
+            out = torch.cat([t.index_select(0, i) for t, i in zip(tables, indices)], dim=-1)
+        ctx.save_for_backward(*indices)
+        ctx.shapes = [t.shape for t in tables]
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):  # noqa: ANN001
+        indices = list(ctx.saved_tensors)
+        grads = [d_out.new_zeros(s) for s in ctx.shapes]
+        if ctx.native:
+            native.rows_scatter_add(grads, indices, d_out)
+        else:
+            off = 0
+            for g, i in zip(grads, indices):
+                g.index_add_(0, i, d_out[:, off : off + g.shape[1]].contiguous())
+                off += g.shape[1]
+        need = ctx.needs_input_grad[1 : 1 + len(grads)]
+        return (None, *(g if n else None for g, n in zip(grads, need)), *[None] * len(indices))
+
+
+def concat_lookup(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> torch.Tensor:
+    """Rows ``indices[p]`` (N,) of every table (V_p, w_p) side by side: (N, sum w_p). The
+    same values and gradients as concatenating ``lookup``s, in one pass each way."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tables):
+        return _ConcatLookup.apply(len(tables), *tables, *indices)
+    out = native.rows_gather(tables, indices)
+    if out is None:
+        out = torch.cat([t.index_select(0, i) for t, i in zip(tables, indices)], dim=-1)
+    return out
 
 
 def lookup(table: nn.Embedding | torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

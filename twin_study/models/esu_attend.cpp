@@ -19,17 +19,9 @@
 #include <limits>
 #include <vector>
 
+#include "simd.h"
+
 namespace {
-
-typedef float v8f __attribute__((vector_size(32)));
-
-inline v8f load8(const float* p) {
-    v8f v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
-
-inline void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof v); }
 
 inline float hsum(v8f v) {
     return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
@@ -53,6 +45,67 @@ inline void axpy(float* y, float s, const float* x, int64_t m) {
     int64_t c = 0;
     for (; c + 8 <= m; c += 8) store8(y + c, load8(y + c) + s * load8(x + c));
     for (; c < m; ++c) y[c] += s * x[c];
+}
+
+// The backward of one sample (see esu_backward); HEADS > 0 fixes the head count at compile time
+// (TWIN's 4) so that the per-head weights stay in registers, 0 reads it at run time.
+template <int HEADS>
+void backward_sample(const float* Kb, int64_t n, int64_t ldk, int64_t Hv, int64_t width,
+                     const float* qb, int64_t heads_rt, const float* wb, const float* gp,
+                     float* dKb, float* dq, float* da, float* dots, float* wi, float* g) {
+    const int64_t heads = HEADS > 0 ? HEADS : heads_rt;
+    std::memset(dq, 0, sizeof(float) * heads * width);
+    for (int64_t a = 0; a < heads; ++a) dots[a] = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {  // d_w, kept in d_alpha for now
+        const float* row = Kb + i * ldk;
+        for (int64_t a = 0; a < heads; ++a) {
+            const float dw = dot(row, gp + a * Hv, Hv);
+            da[i * heads + a] = dw;
+            dots[a] += wb[i * heads + a] * dw;
+        }
+    }
+    const int64_t full = width / 8 * 8;  // key columns in whole blocks of 8
+    for (int64_t i = 0; i < n; ++i) {
+        const float* row = Kb + i * ldk;
+        float* out = dKb + i * Hv;
+        for (int64_t a = 0; a < heads; ++a) {
+            wi[a] = wb[i * heads + a];
+            g[a] = wi[a] * (da[i * heads + a] - dots[a]);  // softmax backward
+            da[i * heads + a] = g[a];
+        }
+        // d_K's row in registers, one store per 8 columns (not one read-modify-write of
+        // the row per head and term): key columns get both terms, the rest only the first.
+        int64_t c = 0;
+        for (; c < full; c += 8) {
+            v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int64_t a = 0; a < heads; ++a)
+            {
+                acc += wi[a] * load8(gp + a * Hv + c);
+                acc += g[a] * load8(qb + a * width + c);
+            }
+            store8(out + c, acc);
+        }
+        for (; c < width; ++c) {  // a block that straddles the keys' end
+            float acc = 0.0f;
+            for (int64_t a = 0; a < heads; ++a) {
+                acc += wi[a] * gp[a * Hv + c];
+                acc += g[a] * qb[a * width + c];
+            }
+            out[c] = acc;
+        }
+        for (; c + 8 <= Hv; c += 8) {
+            v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int64_t a = 0; a < heads; ++a) acc += wi[a] * load8(gp + a * Hv + c);
+            store8(out + c, acc);
+        }
+        for (; c < Hv; ++c) {
+            float acc = 0.0f;
+            for (int64_t a = 0; a < heads; ++a) acc += wi[a] * gp[a * Hv + c];
+            out[c] = acc;
+        }
+        for (int64_t a = 0; a < heads; ++a)
+            if (g[a] != 0.0f) axpy(dq + a * width, g[a], row, width);
+    }
 }
 
 }  // namespace
@@ -115,58 +168,21 @@ void esu_forward(const float* K, int64_t B, int64_t n, int64_t ldk, int64_t Hv, 
 void esu_backward(const float* K, int64_t B, int64_t n, int64_t ldk, int64_t Hv, int64_t width,
                   const float* q, int64_t heads, const float* w, const float* d_pooled,
                   float* d_K, float* d_q, float* d_alpha) {
-    std::vector<float> dots(heads);
+    std::vector<float> dots(heads), wi(heads), g(heads);
     for (int64_t b = 0; b < B; ++b) {
         const float* Kb = K + b * n * ldk;
         const float* qb = q + b * heads * width;
         const float* wb = w + b * n * heads;
         const float* gp = d_pooled + b * heads * Hv;
+        float* dKb = d_K + b * n * Hv;
         float* da = d_alpha + b * n * heads;
         float* dq = d_q + b * heads * width;
-        std::memset(dq, 0, sizeof(float) * heads * width);
-        for (int64_t a = 0; a < heads; ++a) dots[a] = 0.0f;
-        for (int64_t i = 0; i < n; ++i) {  // d_w, kept in d_alpha for now
-            const float* row = Kb + i * ldk;
-            for (int64_t a = 0; a < heads; ++a) {
-                const float dw = dot(row, gp + a * Hv, Hv);
-                da[i * heads + a] = dw;
-                dots[a] += wb[i * heads + a] * dw;
-            }
-        }
-        std::vector<float> wi(heads), g(heads);
-        for (int64_t i = 0; i < n; ++i) {
-            const float* row = Kb + i * ldk;
-            float* out = d_K + (b * n + i) * Hv;
-            for (int64_t a = 0; a < heads; ++a) {
-                wi[a] = wb[i * heads + a];
-                g[a] = wi[a] * (da[i * heads + a] - dots[a]);  // softmax backward
-                da[i * heads + a] = g[a];
-            }
-            // d_K's row in registers, one store per 8 columns (not one read-modify-write of
-            // the row per head and term).
-            int64_t c = 0;
-            for (; c + 8 <= Hv; c += 8) {
-                v8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
-                for (int64_t a = 0; a < heads; ++a) {
-                    acc += wi[a] * load8(gp + a * Hv + c);
-                    if (c + 8 <= width) acc += g[a] * load8(qb + a * width + c);
-                }
-                if (c < width && c + 8 > width)  // a block that straddles the keys' end
-                    for (int64_t cc = c; cc < width; ++cc)
-                        for (int64_t a = 0; a < heads; ++a) acc[cc - c] += g[a] * qb[a * width + cc];
-                store8(out + c, acc);
-            }
-            for (; c < Hv; ++c) {
-                float acc = 0.0f;
-                for (int64_t a = 0; a < heads; ++a) {
-                    acc += wi[a] * gp[a * Hv + c];
-                    if (c < width) acc += g[a] * qb[a * width + c];
-                }
-                out[c] = acc;
-            }
-            for (int64_t a = 0; a < heads; ++a)
-                if (g[a] != 0.0f) axpy(dq + a * width, g[a], row, width);
-        }
+        if (heads == 4)
+            backward_sample<4>(Kb, n, ldk, Hv, width, qb, heads, wb, gp, dKb, dq, da,
+                               dots.data(), wi.data(), g.data());
+        else
+            backward_sample<0>(Kb, n, ldk, Hv, width, qb, heads, wb, gp, dKb, dq, da,
+                               dots.data(), wi.data(), g.data());
     }
 }
 

@@ -245,14 +245,19 @@ class SdimGSU(_HashedGSU):
         self, emb: FeatureEmbedder, bits: int, tau: int, seed: int, source: str = "inherent"
     ):
         super().__init__(emb, bits, seed, source)
-        self.register_buffer("pow2", 2 ** torch.arange(tau))
+        self.register_buffer("pow2", 2 ** torch.arange(tau))  # bit weights (saved models carry it)
         self.tau, self.groups = tau, bits // tau
 
     def buckets(self) -> torch.Tensor:
         """(n_items + 1, groups) bucket id of each item in each signature group."""
         proj = self.projected()
-        bits = (proj >= 0).long().view(proj.shape[0], self.groups, self.tau)
-        return (bits * self.pow2).sum(-1)
+        bits = (proj >= 0).view(proj.shape[0], self.groups, self.tau).to(torch.int32)
+        # bit t of a bucket id is sign bit t of its group: shifts and ors, not a (n, G, tau)
+        # int64 product and sum (twice the time of this whole function, every step).
+        ids = bits[..., 0].clone()
+        for t in range(1, self.tau):
+            ids |= bits[..., t] << t  # = bits[..., t] * pow2[t]
+        return ids.long()
 
     def collisions(self, x: GsuInput, table: torch.Tensor) -> torch.Tensor:
         """(B, L) number of signature groups in which the behaviour collides with the target."""

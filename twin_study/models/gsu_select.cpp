@@ -23,11 +23,12 @@
 #include <limits>
 #include <vector>
 
+#include "simd.h"
+
 namespace {
 
 constexpr int64_t AHEAD = 16;  // prefetch distance, in behaviours
 constexpr int LANES = 8;  // candidates scored together: one 256-bit vector of floats
-typedef float v8f __attribute__((vector_size(32)));
 
 struct Entry {
     float s;

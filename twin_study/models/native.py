@@ -1,11 +1,14 @@
-"""The native kernels (``gsu_select.cpp``, ``esu_attend.cpp``), compiled on first use.
+"""The native kernels (``gsu_select.cpp``, ``esu_attend.cpp``, ``embed_rows.cpp``), compiled on
+first use.
 
 ``select_by_table`` is ``topk.select_per_request`` over ``gsu.table_rows`` scores -- the
 selection of TWIN's CP-GSU, SIM Soft, ETA and SDIM -- in one C++ pass per batch: each
 behaviour's key row is read once for all candidates and heads of its request, scores are never
 written out, and every (candidate, head) row keeps its k best in a heap. The torch path stays
 the definition (and the fallback); tests/test_native.py checks that both select the same
-behaviours.
+behaviours. ``esu_forward`` / ``esu_backward`` are the ESU's attention pooling
+(``attention._PooledAttention``); ``rows_gather`` / ``rows_scatter_add`` the concatenated
+embedding lookup of K = [K_h, K_c] (``embedding.concat_lookup``).
 
 The kernel is compiled with the machine's C++ compiler (``$CXX``, else ``g++``, ``-O3
 -march=native``) into the cache folder, keyed by the source, the flags and the CPU, so a
@@ -32,7 +35,12 @@ from ..paths import cache_dir
 
 NATIVE_ENV = "TWIN_STUDY_NATIVE"  # "0" turns the kernels off
 HERE = Path(__file__).parent
-SOURCES = {"gsu": HERE / "gsu_select.cpp", "esu": HERE / "esu_attend.cpp"}
+SOURCES = {
+    "gsu": HERE / "gsu_select.cpp",
+    "esu": HERE / "esu_attend.cpp",
+    "rows": HERE / "embed_rows.cpp",
+}
+HEADER = HERE / "simd.h"  # included by every kernel: part of each library's key
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17"]
 
 _lock = threading.Lock()
@@ -40,6 +48,7 @@ _libs: dict[str, ctypes.CDLL | None] = {}  # kernel -> library (None: tried, una
 
 _I64, _F32 = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
 _U8, _N = ctypes.POINTER(ctypes.c_uint8), ctypes.c_int64
+_PP = ctypes.POINTER(ctypes.c_void_p)  # an array of pointers
 _SIGNATURES = {
     "gsu": {
         "gsu_select": [
@@ -55,7 +64,12 @@ _SIGNATURES = {
         "esu_forward": [_F32, _N, _N, _N, _N, _N, _F32, _N, _F32, _U8, _F32, _F32],
         "esu_backward": [_F32, _N, _N, _N, _N, _N, _F32, _N, _F32, _F32, _F32, _F32, _F32],
     },
+    "rows": {
+        "rows_gather": [_N, _N, _PP, _I64, _I64, _PP, _I64, _F32],
+        "rows_scatter_add": [_N, _N, _PP, _I64, _PP, _I64, _F32, _N],
+    },
 }  # fmt: skip
+_RESTYPES = {"gsu_select": ctypes.c_int, "merge_heads": ctypes.c_int, "rows_gather": ctypes.c_int}
 
 
 def enabled() -> bool:
@@ -79,7 +93,7 @@ def _compiler() -> str | None:
 def library_path(name: str = "gsu") -> Path:
     source = SOURCES[name]
     key = hashlib.sha1(
-        source.read_bytes() + " ".join(FLAGS).encode() + _cpu_id().encode()
+        source.read_bytes() + HEADER.read_bytes() + " ".join(FLAGS).encode() + _cpu_id().encode()
     ).hexdigest()[:16]
     return cache_dir() / "native" / f"{source.stem}_{key}.so"
 
@@ -104,7 +118,7 @@ def build(path: Path, source: Path) -> None:
 
 
 def load(name: str = "gsu") -> ctypes.CDLL | None:
-    """The compiled kernel ``name`` ("gsu" or "esu"), building it if needed; None when
+    """The compiled kernel ``name`` (a key of ``SOURCES``), building it if needed; None when
     unavailable (the caller takes the torch path)."""
     if not enabled():
         return None
@@ -118,7 +132,7 @@ def load(name: str = "gsu") -> ctypes.CDLL | None:
                 lib = ctypes.CDLL(str(path))
                 for fn, argtypes in _SIGNATURES[name].items():
                     getattr(lib, fn).argtypes = argtypes
-                    getattr(lib, fn).restype = ctypes.c_int if name == "gsu" else None
+                    getattr(lib, fn).restype = _RESTYPES.get(fn)
                 _libs[name] = lib
             except Exception as err:  # noqa: BLE001 -- any failure means: use torch
                 warnings.warn(f"native {name} kernel unavailable, using the torch path: {err}",
@@ -235,6 +249,62 @@ def esu_backward(
                      _ptr(w, _F32), _ptr(d_pooled, _F32), _ptr(d_K, _F32), _ptr(d_q, _F32),
                      _ptr(d_alpha, _F32))  # fmt: skip
     return d_K, d_q, d_alpha
+
+
+def _pointers(tensors: list[torch.Tensor]) -> ctypes.Array:
+    return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
+
+
+def _index_columns(indices: list[torch.Tensor]) -> tuple[ctypes.Array, torch.Tensor]:
+    """Each index (N,) int64 with a stride (a column of a (N, J) code matrix is fine)."""
+    strides = torch.tensor([t.stride(0) for t in indices], dtype=torch.long)
+    return _pointers(indices), strides
+
+
+def rows_gather(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> torch.Tensor | None:
+    """``torch.cat([t.index_select(0, i) for t, i in zip(tables, indices)], dim=1)`` in one
+    pass: tables (V_p, w_p), indices (N,) int64 (strided is fine) -> (N, sum w_p); None when
+    the kernel cannot run. An index outside its table raises IndexError."""
+    if not tables or any(
+        t.device.type != "cpu" or t.dtype != torch.float32 for t in tables
+    ) or any(i.device.type != "cpu" or i.dtype != torch.long or i.dim() != 1 for i in indices):
+        return None
+    lib = load("rows")
+    if lib is None:
+        return None
+    tables = [t.detach().contiguous() for t in tables]
+    N = len(indices[0])
+    V = torch.tensor([t.shape[0] for t in tables], dtype=torch.long)
+    widths = torch.tensor([t.shape[1] for t in tables], dtype=torch.long)
+    idx_ptrs, strides = _index_columns(indices)
+    out = torch.empty(N, int(widths.sum()))
+    rc = lib.rows_gather(
+        N, len(tables), ctypes.cast(_pointers(tables), _PP), _ptr(V, _I64), _ptr(widths, _I64),
+        ctypes.cast(idx_ptrs, _PP), _ptr(strides, _I64), _ptr(out, _F32),
+    )  # fmt: skip
+    if rc < 0:
+        p = -rc - 1
+        raise IndexError(
+            f"embedding lookup: an index of feature table {p} is outside its {tables[p].shape[0]}"
+            " rows"
+        )
+    return out
+
+
+def rows_scatter_add(
+    grads: list[torch.Tensor], indices: list[torch.Tensor], d_out: torch.Tensor
+) -> None:
+    """The backward of ``rows_gather``: grads[p] (V_p, w_p), contiguous float32, += the rows
+    of d_out's column block p at indices[p]. d_out (N, >= sum w_p) may be a column slice."""
+    lib = load("rows")
+    if d_out.stride(-1) != 1:
+        d_out = d_out.contiguous()
+    widths = torch.tensor([g.shape[1] for g in grads], dtype=torch.long)
+    idx_ptrs, strides = _index_columns(indices)
+    lib.rows_scatter_add(
+        len(indices[0]), len(grads), ctypes.cast(_pointers(grads), _PP), _ptr(widths, _I64),
+        ctypes.cast(idx_ptrs, _PP), _ptr(strides, _I64), _ptr(d_out, _F32), d_out.stride(0),
+    )  # fmt: skip
 
 
 def merge_heads(top: torch.Tensor, length: int) -> torch.Tensor | None:
