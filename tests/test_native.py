@@ -35,8 +35,9 @@ def test_kernel_selects_what_the_torch_path_selects(ds, batch, lib, module, monk
     model, ref = pair(ds, module)
     x = model.gsu_input(batch)
     calls = []
-    real = native.select_by_table
-    monkeypatch.setattr(native, "select_by_table", lambda *a, **k: calls.append(1) or real(*a, **k))
+    entry = "select_by_codes" if module == "sdim" else "select_by_table"  # SDIM: bucket bytes
+    real = getattr(native, entry)
+    monkeypatch.setattr(native, entry, lambda *a, **k: calls.append(1) or real(*a, **k))
     idx, ok = model.gsu.select(x, K)
     assert calls, "the fast path did not go through the kernel"
     monkeypatch.setenv(native.NATIVE_ENV, "0")  # the same model on the torch path
@@ -130,6 +131,29 @@ def test_no_compiler_or_switched_off_falls_back_to_torch(monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_libs", {})
     monkeypatch.setenv(native.NATIVE_ENV, "0")
     assert native.load("gsu") is None and native._libs == {}  # off: not even attempted
+
+
+@pytest.mark.parametrize("groups", [16, 5, 20])
+def test_code_kernel_scores_equal_the_one_hot_product(lib, groups):
+    """select_by_codes (SDIM: equal bucket bytes counted) = select_by_table over the groups'
+    one-hot table: the same slots with the same scores, for any number of groups (padding to
+    16 bytes never collides); ids past a byte are left to the table kernel (None)."""
+    g = torch.Generator().manual_seed(groups)
+    V, n_b = 40, 8
+    codes = torch.randint(0, n_b, (V, groups), generator=g)
+    hist = torch.randint(0, V, (4, 300), generator=g)
+    n_valid = torch.tensor([300, 250, 7, 0])
+    req = torch.tensor([0, 0, 1, 1, 1, 2, 3, 0, 1, 1, 1, 1, 1, 1])  # 9 candidates in request 1
+    target = torch.randint(0, V, (len(req),), generator=g)
+    hot = torch.zeros(V, groups * n_b)
+    hot.scatter_(1, codes + n_b * torch.arange(groups), 1.0)
+    want = native.select_by_table(hot[:, None], hist, n_valid, hot[target][:, None], req, 50,
+                                  tiebreak=1.0)  # fmt: skip
+    got = native.select_by_codes(codes, hist, n_valid, codes[target], req, 50, tiebreak=1.0)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert native.select_by_codes(codes + 254, hist, n_valid, codes[target], req, 50) is None
+    with pytest.raises(IndexError, match="outside"):
+        native.select_by_codes(codes, hist + V, n_valid, codes[target], req, 50)
 
 
 def test_kernel_skips_tensors_off_the_cpu(lib):

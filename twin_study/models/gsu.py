@@ -272,17 +272,25 @@ class SdimGSU(_HashedGSU):
         n = self.collisions(x, self.buckets())
         return (n + x.recency())[:, None, :], x.sample_valid() & (n > 0)
 
-    def one_hot_signatures(self) -> torch.Tensor:
+    def one_hot_signatures(self, buckets: torch.Tensor | None = None) -> torch.Tensor:
         """(n_items + 1, 1, groups * 2^tau): one 1 per group, at the item's bucket. The dot
         product of two items' rows counts their colliding signatures."""
-        b = self.buckets()  # (n, G)
+        b = self.buckets() if buckets is None else buckets  # (n, G)
         n_b = 2**self.tau
         hot = torch.zeros(b.shape[0], self.groups * n_b, device=b.device)
         hot.scatter_(1, b + n_b * torch.arange(self.groups, device=b.device), 1.0)
         return hot[:, None, :]
 
     def fast_select(self, x: GsuInput, k: int):
-        hot = self.one_hot_signatures()  # float32 for the kernel, float16 for the torch path
+        buckets = self.buckets()  # (n_items + 1, G)
+        # The kernel counts equal bucket ids directly (one byte per group); the scores are
+        # those of the one-hot product below, which is the fallback.
+        got = native.select_by_codes(
+            buckets, x.hist_item, x.n_valid(), buckets[x.target], x.req, k, tiebreak=1.0
+        )
+        if got is not None:
+            return finish_selection(*got, x.n_valid(), x.req, min_score=0.0)
+        hot = self.one_hot_signatures(buckets)  # float32: the table kernel; float16: torch
         q = hot[x.target]
 
         def rows():  # noqa: ANN202

@@ -193,32 +193,21 @@ void select_lanes(const v8f* sc, const v8f* bmax, int64_t HB, int64_t n, int64_t
     }
 }
 
-}  // namespace
 
-extern "C" {
-
-// table (V, heads * d) float32; hist_item (R, L) int64; n_valid (R,) int64; query (B, heads, d)
-// float32; order (B,) the samples grouped by request (request r owns order[start_r ..
-// start_r + counts[r])); counts (R,) int64. bias (heads, n_codes) float32 or null; codes
-// (R, L, J) int64 and strides (J,) int64: behaviour (r, j) reads bias column
-// sum_t codes[r, j, t] * strides[t]. tiebreak: weight of rec[j] = -j / (L + 1).
-// Out: out_idx (B, heads, k) int64 and out_val (B, heads, k) float32, best first; a request
-// with n < k valid slots fills positions n .. k-1 with the padding slots n .. k-1 at -inf.
-// Returns 0; -1 when an item id is outside the table, -2 when a bias column is.
-int gsu_select(const float* table, int64_t V, int64_t heads, int64_t d,
-               const int64_t* hist_item, int64_t R, int64_t L, const int64_t* n_valid,
-               const float* query, const int64_t* order, const int64_t* counts,
-               const float* bias, int64_t n_codes, const int64_t* codes, int64_t J,
-               const int64_t* strides, float tiebreak, int64_t k, int64_t* out_idx,
-               float* out_val) {
-    const int64_t hd = heads * d;
+// The loop every table-keyed selection shares: per request, pad short histories, score its n
+// valid slots for all its candidates (``score`` fills sc (n, heads * blocks) and the block
+// maxima; nonzero = an error code), check the item ids, and keep each (candidate, head) row's
+// k best. Arguments and outputs as gsu_select below.
+template <class Score>
+int select_each_request(int64_t heads, int64_t V, const int64_t* hist_item, int64_t R,
+                        int64_t L, const int64_t* n_valid, const int64_t* order,
+                        const int64_t* counts, int64_t k, int64_t* out_idx, float* out_val,
+                        Score score) {
     const float NEG_INF = -std::numeric_limits<float>::infinity();
-    std::vector<v8f> qT;             // (heads, blocks, d) lanes of queries, one per candidate
-    std::vector<v8f> sc;             // (n, heads * blocks) the scores, 8 candidates per vector
-    std::vector<v8f> bmax;           // (n / W, heads * blocks) their block maxima
+    std::vector<v8f> sc;    // (n, heads * blocks) the scores, 8 candidates per vector
+    std::vector<v8f> bmax;  // (n / W, heads * blocks) their block maxima
     std::vector<float> tmp;
     std::vector<uint64_t> cand[LANES];
-    std::vector<int64_t> cols;       // (n,) bias column of each behaviour
     int64_t start = 0;
     for (int64_t r = 0; r < R; ++r) {
         const int64_t cnt = counts[r];
@@ -240,13 +229,6 @@ int gsu_select(const float* table, int64_t V, int64_t heads, int64_t d,
         if (n == 0) continue;
         const int64_t blocks = (cnt + LANES - 1) / LANES;
         const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
-        qT.assign(heads * blocks * d, zero);
-        for (int64_t c = 0; c < cnt; ++c) {
-            const float* q = query + samples[c] * hd;
-            const int64_t b = c / LANES, lane = c % LANES;
-            for (int64_t h = 0; h < heads; ++h)
-                for (int64_t e = 0; e < d; ++e) qT[(h * blocks + b) * d + e][lane] = q[h * d + e];
-        }
         const int64_t HB = heads * blocks;
         // Block width: about 4 sqrt(n / k) slots balances ranking the block maxima against
         // scanning the chosen blocks; at least 8.
@@ -255,29 +237,8 @@ int gsu_select(const float* table, int64_t V, int64_t heads, int64_t d,
         sc.resize(n * HB);
         bmax.assign(nb * HB, zero + NEG_INF);
         const int64_t* items = hist_item + r * L;
-        const int64_t* code = codes ? codes + r * L * J : nullptr;
-        // Bias columns first (a sequential pass), so that the loop below can prefetch them.
-        if (bias) {
-            cols.resize(n);
-            for (int64_t j = 0; j < n; ++j) {
-                int64_t col = 0;
-                for (int64_t t = 0; t < J; ++t) col += code[j * J + t] * strides[t];
-                if (col < 0 || col >= n_codes) return -2;
-                cols[j] = col;
-            }
-        }
-        if (d == 16 && tiebreak == 0.0f)
-            score_slots_fixed<16, false>(table, hd, heads, blocks, items, n, V, bias, n_codes,
-                                         cols.data(), tiebreak, static_cast<float>(L + 1),
-                                         qT.data(), W, sc.data(), bmax.data());
-        else if (tiebreak != 0.0f)
-            score_slots<true>(table, hd, heads, d, blocks, items, n, V, bias, n_codes, cols.data(),
-                              tiebreak, static_cast<float>(L + 1), qT.data(), W, sc.data(),
-                              bmax.data());
-        else
-            score_slots<false>(table, hd, heads, d, blocks, items, n, V, bias, n_codes,
-                               cols.data(), tiebreak, static_cast<float>(L + 1), qT.data(), W,
-                               sc.data(), bmax.data());
+        const int rc = score(r, samples, cnt, blocks, items, n, W, sc.data(), bmax.data());
+        if (rc != 0) return rc;
         if (items_bad(items, n, V)) return -1;
         for (int64_t h = 0; h < heads; ++h)
             for (int64_t b = 0; b < blocks; ++b) {
@@ -297,6 +258,123 @@ int gsu_select(const float* table, int64_t V, int64_t heads, int64_t d,
             }
     }
     return 0;
+}
+
+// SDIM's scores: the number of signature groups whose bucket id equals the candidate's, plus
+// the recency tiebreak. codes (V, G16) uint8 bucket ids, G16 a multiple of 16 (the table pads
+// with one value, the queries with another, so padding never collides); qc (8 * blocks, G16)
+// the request's candidates' ids (lanes beyond cnt: anything). One 16-byte compare and a
+// popcount per (behaviour, candidate, 16 groups) instead of a 2^tau-wide one-hot product.
+void score_codes(const uint8_t* codes, int64_t G16, int64_t blocks, const int64_t* items,
+                 int64_t n, int64_t V, const uint8_t* qc, float tiebreak, float denom, int64_t W,
+                 v8f* sc, v8f* bmax) {
+    typedef uint8_t v16u __attribute__((vector_size(16)));
+    typedef uint64_t v2u __attribute__((vector_size(16)));
+    for (int64_t j = 0; j < n; ++j) {
+        if (j + AHEAD < n)
+            __builtin_prefetch(codes + std::min<int64_t>(std::max<int64_t>(items[j + AHEAD], 0), V - 1) * G16);
+        const uint8_t* row = codes + std::min<int64_t>(std::max<int64_t>(items[j], 0), V - 1) * G16;
+        const float rec = (-static_cast<float>(j) / denom) * tiebreak;
+        for (int64_t b = 0; b < blocks; ++b) {
+            v8f acc;
+            for (int l = 0; l < LANES; ++l) {
+                const uint8_t* q = qc + (b * LANES + l) * G16;
+                int hits = 0;
+                for (int64_t g = 0; g < G16; g += 16) {
+                    v16u x, y;
+                    std::memcpy(&x, row + g, 16);
+                    std::memcpy(&y, q + g, 16);
+                    const v2u eq = reinterpret_cast<v2u>(x == y);  // 0xff per equal byte
+                    hits += __builtin_popcountll(eq[0]) + __builtin_popcountll(eq[1]);
+                }
+                acc[l] = static_cast<float>(hits / 8);
+            }
+            acc += 0.0f;  // the (absent) bias, in the order the float kernel adds it
+            acc += rec;
+            sc[j * blocks + b] = acc;
+            v8f& m = bmax[(j / W) * blocks + b];
+            m = acc > m ? acc : m;
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+// table (V, heads * d) float32; hist_item (R, L) int64; n_valid (R,) int64; query (B, heads, d)
+// float32; order (B,) the samples grouped by request (request r owns order[start_r ..
+// start_r + counts[r])); counts (R,) int64. bias (heads, n_codes) float32 or null; codes
+// (R, L, J) int64 and strides (J,) int64: behaviour (r, j) reads bias column
+// sum_t codes[r, j, t] * strides[t]. tiebreak: weight of rec[j] = -j / (L + 1).
+// Out: out_idx (B, heads, k) int64 and out_val (B, heads, k) float32, best first; a request
+// with n < k valid slots fills positions n .. k-1 with the padding slots n .. k-1 at -inf.
+// Returns 0; -1 when an item id is outside the table, -2 when a bias column is.
+int gsu_select(const float* table, int64_t V, int64_t heads, int64_t d,
+               const int64_t* hist_item, int64_t R, int64_t L, const int64_t* n_valid,
+               const float* query, const int64_t* order, const int64_t* counts,
+               const float* bias, int64_t n_codes, const int64_t* codes, int64_t J,
+               const int64_t* strides, float tiebreak, int64_t k, int64_t* out_idx,
+               float* out_val) {
+    const int64_t hd = heads * d;
+    std::vector<v8f> qT;        // (heads, blocks, d) lanes of queries, one per candidate
+    std::vector<int64_t> cols;  // (n,) bias column of each behaviour
+    const float denom = static_cast<float>(L + 1);
+    auto score = [&](int64_t r, const int64_t* samples, int64_t cnt, int64_t blocks,
+                     const int64_t* items, int64_t n, int64_t W, v8f* sc, v8f* bmax) -> int {
+        const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
+        qT.assign(heads * blocks * d, zero);
+        for (int64_t c = 0; c < cnt; ++c) {
+            const float* q = query + samples[c] * hd;
+            const int64_t b = c / LANES, lane = c % LANES;
+            for (int64_t h = 0; h < heads; ++h)
+                for (int64_t e = 0; e < d; ++e) qT[(h * blocks + b) * d + e][lane] = q[h * d + e];
+        }
+        // Bias columns first (a sequential pass), so that the scoring loop can prefetch them.
+        if (bias) {
+            const int64_t* code = codes + r * L * J;
+            cols.resize(n);
+            for (int64_t j = 0; j < n; ++j) {
+                int64_t col = 0;
+                for (int64_t t = 0; t < J; ++t) col += code[j * J + t] * strides[t];
+                if (col < 0 || col >= n_codes) return -2;
+                cols[j] = col;
+            }
+        }
+        if (d == 16 && tiebreak == 0.0f)
+            score_slots_fixed<16, false>(table, hd, heads, blocks, items, n, V, bias, n_codes,
+                                         cols.data(), tiebreak, denom, qT.data(), W, sc, bmax);
+        else if (tiebreak != 0.0f)
+            score_slots<true>(table, hd, heads, d, blocks, items, n, V, bias, n_codes,
+                              cols.data(), tiebreak, denom, qT.data(), W, sc, bmax);
+        else
+            score_slots<false>(table, hd, heads, d, blocks, items, n, V, bias, n_codes,
+                               cols.data(), tiebreak, denom, qT.data(), W, sc, bmax);
+        return 0;
+    };
+    return select_each_request(heads, V, hist_item, R, L, n_valid, order, counts, k, out_idx,
+                               out_val, score);
+}
+
+// gsu_select for SDIM's collision counts (one head): codes (V, G16) uint8 bucket ids per
+// item, query (B, G16) uint8 the targets' ids, tiebreak the recency weight; the rest and the
+// outputs as gsu_select (heads = 1). The scores equal gsu_select's over the one-hot table.
+int gsu_select_codes(const uint8_t* codes, int64_t V, int64_t G16, const int64_t* hist_item,
+                     int64_t R, int64_t L, const int64_t* n_valid, const uint8_t* query,
+                     const int64_t* order, const int64_t* counts, float tiebreak, int64_t k,
+                     int64_t* out_idx, float* out_val) {
+    std::vector<uint8_t> qc;  // (8 * blocks, G16) the request's candidates' ids
+    const float denom = static_cast<float>(L + 1);
+    auto score = [&](int64_t, const int64_t* samples, int64_t cnt, int64_t blocks,
+                     const int64_t* items, int64_t n, int64_t W, v8f* sc, v8f* bmax) -> int {
+        qc.assign(blocks * LANES * G16, 0);
+        for (int64_t c = 0; c < cnt; ++c)
+            std::memcpy(qc.data() + c * G16, query + samples[c] * G16, G16);
+        score_codes(codes, G16, blocks, items, n, V, qc.data(), tiebreak, denom, W, sc, bmax);
+        return 0;
+    };
+    return select_each_request(1, V, hist_item, R, L, n_valid, order, counts, k, out_idx,
+                               out_val, score);
 }
 
 // The paper's merge of per-head rankings into one set of k unique behaviours (as

@@ -58,6 +58,10 @@ _SIGNATURES = {
             _F32, _N, _I64, _N, _I64,  # bias, n_codes, codes, J, strides
             ctypes.c_float, _N, _I64, _F32,  # tiebreak, k, out_idx, out_val
         ],
+        "gsu_select_codes": [
+            _U8, _N, _N, _I64, _N, _N, _I64,  # codes, V, G16, hist_item, R, L, n_valid
+            _U8, _I64, _I64, ctypes.c_float, _N, _I64, _F32,  # query .. out_val
+        ],
         "merge_heads": [_I64, _N, _N, _N, _N, _I64],  # top, B, heads, k, L, out
     },
     "esu": {
@@ -69,7 +73,10 @@ _SIGNATURES = {
         "rows_scatter_add": [_N, _N, _PP, _I64, _PP, _I64, _F32, _N],
     },
 }  # fmt: skip
-_RESTYPES = {"gsu_select": ctypes.c_int, "merge_heads": ctypes.c_int, "rows_gather": ctypes.c_int}
+_RESTYPES = {
+    name: ctypes.c_int
+    for name in ("gsu_select", "gsu_select_codes", "merge_heads", "rows_gather")
+}
 
 
 def enabled() -> bool:
@@ -164,41 +171,100 @@ def select_by_table(
     a request with n < k' valid slots gets padding slots n .. k'-1 at -inf, as
     ``select_per_request`` leaves them."""
     tensors = [table, hist_item, n_valid, query, req] + (list(bias) if bias else [])
-    if any(t.device.type != "cpu" for t in tensors):
-        return None
-    lib = load("gsu")
+    lib = _gsu_lib(tensors)
     if lib is None:
         return None
     V, heads, d = table.shape
-    R, L = hist_item.shape
-    B = len(req)
-    k = min(k, L)
     table = table.detach().float().contiguous()
-    hist_item = hist_item.long().contiguous()
-    n_valid = n_valid.long().contiguous()
     query = query.detach().float().contiguous()
-    order = torch.argsort(req, stable=True)  # the samples of each request, contiguous
-    counts = torch.bincount(req, minlength=R).long()
-    out_idx = torch.empty(B, heads, k, dtype=torch.long)
-    out_val = torch.empty(B, heads, k, dtype=torch.float32)
     b_table = codes = strides = None
     n_codes = J = 0
     if bias is not None:
         b_table = bias[0].detach().float().contiguous()
         codes, strides = bias[1].long().contiguous(), bias[2].long().contiguous()
         n_codes, J = b_table.shape[1], codes.shape[-1]
-    rc = lib.gsu_select(
-        _ptr(table, _F32), V, heads, d,
-        _ptr(hist_item, _I64), R, L, _ptr(n_valid, _I64),
-        _ptr(query, _F32), _ptr(order, _I64), _ptr(counts, _I64),
-        _ptr(b_table, _F32), n_codes, _ptr(codes, _I64), J, _ptr(strides, _I64),
-        float(tiebreak), k, _ptr(out_idx, _I64), _ptr(out_val, _F32),
-    )  # fmt: skip
-    if rc == -1:
-        raise IndexError(f"GSU kernel: an item id in the history is outside the table of {V}")
+
+    def call(hist_item, R, L, n_valid, order, counts, k, out_idx, out_val):  # noqa: ANN001, ANN202
+        return lib.gsu_select(
+            _ptr(table, _F32), V, heads, d,
+            _ptr(hist_item, _I64), R, L, _ptr(n_valid, _I64),
+            _ptr(query, _F32), _ptr(order, _I64), _ptr(counts, _I64),
+            _ptr(b_table, _F32), n_codes, _ptr(codes, _I64), J, _ptr(strides, _I64),
+            float(tiebreak), k, _ptr(out_idx, _I64), _ptr(out_val, _F32),
+        )  # fmt: skip
+
+    out_idx, out_val, rc = _run_select(call, hist_item, n_valid, req, k, heads)
     if rc == -2:
         raise IndexError(f"GSU kernel: a cross-feature code is outside the bias table of {n_codes}")
+    _raise_bad_item(rc, V)
     return out_idx, out_val
+
+
+# Bucket ids of select_by_codes are bytes; the padding of the table and of the queries are two
+# values no id takes, so padded groups never collide.
+_CODE_PAD_TABLE, _CODE_PAD_QUERY = 255, 254
+
+
+def select_by_codes(
+    codes: torch.Tensor,
+    hist_item: torch.Tensor,
+    n_valid: torch.Tensor,
+    query: torch.Tensor,
+    req: torch.Tensor,
+    k: int,
+    tiebreak: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """SDIM's selection: score = the number of groups g with codes[item, g] == query[b, g],
+    plus ``tiebreak`` times the recency term -- the same scores as ``select_by_table`` over the
+    groups' one-hot table, from one byte per group. codes (V, G) and query (B, G) int ids in
+    [0, 254); the rest and the returns as ``select_by_table`` (one head). None when the kernel
+    cannot run or an id does not fit in a byte."""
+    lib = _gsu_lib([codes, hist_item, n_valid, query, req])
+    if lib is None or (codes.numel() and int(codes.max()) >= _CODE_PAD_QUERY):
+        return None
+    V, G = codes.shape
+    G16 = -(-G // 16) * 16  # whole 16-byte vectors
+    table = torch.full((V, G16), _CODE_PAD_TABLE, dtype=torch.uint8)
+    table[:, :G] = codes
+    q = torch.full((len(query), G16), _CODE_PAD_QUERY, dtype=torch.uint8)
+    q[:, :G] = query
+
+    def call(hist_item, R, L, n_valid, order, counts, k, out_idx, out_val):  # noqa: ANN001, ANN202
+        return lib.gsu_select_codes(
+            _ptr(table, _U8), V, G16, _ptr(hist_item, _I64), R, L, _ptr(n_valid, _I64),
+            _ptr(q, _U8), _ptr(order, _I64), _ptr(counts, _I64), float(tiebreak), k,
+            _ptr(out_idx, _I64), _ptr(out_val, _F32),
+        )  # fmt: skip
+
+    out_idx, out_val, rc = _run_select(call, hist_item, n_valid, req, k, 1)
+    _raise_bad_item(rc, V)
+    return out_idx, out_val
+
+
+def _gsu_lib(tensors: list[torch.Tensor]) -> ctypes.CDLL | None:
+    if any(t.device.type != "cpu" for t in tensors):
+        return None
+    return load("gsu")
+
+
+def _run_select(call, hist_item, n_valid, req, k, heads):  # noqa: ANN001, ANN202
+    """What the selection kernels share: the samples grouped by request, the outputs
+    (B, heads, min(k, L)), and the kernel's return code."""
+    R, L = hist_item.shape
+    k = min(k, L)
+    hist_item = hist_item.long().contiguous()
+    n_valid = n_valid.long().contiguous()
+    order = torch.argsort(req, stable=True)  # the samples of each request, contiguous
+    counts = torch.bincount(req, minlength=R).long()
+    out_idx = torch.empty(len(req), heads, k, dtype=torch.long)
+    out_val = torch.empty(len(req), heads, k, dtype=torch.float32)
+    rc = call(hist_item, R, L, n_valid, order, counts, k, out_idx, out_val)
+    return out_idx, out_val, rc
+
+
+def _raise_bad_item(rc: int, V: int) -> None:
+    if rc == -1:
+        raise IndexError(f"GSU kernel: an item id in the history is outside the table of {V}")
 
 
 def _esu_lib(K: torch.Tensor, *others: torch.Tensor) -> ctypes.CDLL | None:
