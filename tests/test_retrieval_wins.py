@@ -229,3 +229,62 @@ def test_figures_draw_every_model_and_L():
     ax = fig.axes[0]
     assert ax.get_legend_handles_labels()[1] == ["L = 1,000", "L = 10,000"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0\n(1.00)", "1\n(0.20)"]
+
+
+# --- the data budget, with a fake runner ----------------------------------------------------
+
+
+def _budget_runner(curves: dict[str, list[float]], test_auc: dict[str, float]):
+    """A runner whose runs have the given validation-AUC curves (one point every 100 samples)
+    and test AUCs (seed s adds 0.001 * s to both)."""
+
+    def run(ds, model, train):  # noqa: ARG001
+        label = sweeps.label_of(model.long_module)
+        hist = [{"epoch": 1, "samples_seen": 100 * (i + 1), "train_loss": 0.6,
+                 "valid_auc": v + 0.001 * train.seed, "valid_logloss": 0.6}
+                for i, v in enumerate(curves[label])]  # fmt: skip
+        auc = test_auc[label] + 0.001 * train.seed
+        info = {"best_epoch": 1, "best_samples": hist[-1]["samples_seen"], "history": hist,
+                "constant_logloss": 0.69, "train_seconds": 1.0, "samples_per_second": 5.0}
+        m = {"auc": auc, "gauc": auc, "logloss": 0.5, "n": 10}
+        return SimpleNamespace(model=None, metrics={"test": m}, train=info, cached=True, key="k")
+
+    return run
+
+
+def test_budget_reads_each_run_at_the_grids_budget_and_at_its_end(worlds):
+    run = _budget_runner({"TWIN": [0.60, 0.62, 0.66, 0.70], "SIM Soft": [0.64, 0.66, 0.67, 0.68]},
+                         {"TWIN": 0.71, "SIM Soft": 0.69})  # fmt: skip
+    runs, curves = rw.budget_grid(worlds[0.0], ["twin", "sim_soft"], 300, ModelConfig(k=10),
+                                  TrainConfig(), [0, 1], at=250, runner=run)  # fmt: skip
+    assert len(runs) == 4 and len(curves) == 16
+    twin = runs[(runs.model == "TWIN") & (runs.seed == 0)].iloc[0]
+    assert (twin.samples_at, twin.samples_end) == (200, 400)  # the last point <= 250
+    assert twin.valid_auc_at == pytest.approx(0.62) and twin.valid_auc_gain == pytest.approx(0.08)
+    found = {c.claim.split(" (")[0].split(" from")[0]: c for c in rw.budget_claims(runs)}
+    gains, beats = found["TWIN gains more than SIM Soft"], found["TWIN > SIM Soft"]
+    assert gains.effect == pytest.approx(0.08 - 0.02) and gains.verdict == R
+    assert beats.effect == pytest.approx(0.02) and beats.verdict == R
+    # Before any curve point reaches the budget, the first point stands in for it.
+    early, _ = rw.budget_grid(worlds[0.0], ["twin"], 300, ModelConfig(k=10), TrainConfig(),
+                              [0], at=50, runner=run)  # fmt: skip
+    assert early.samples_at.iloc[0] == 100
+    assert rw.budget_claims(early) == []  # no rival was run
+
+
+def test_budget_claims_when_the_rival_keeps_its_lead(worlds):
+    run = _budget_runner({"TWIN": [0.60, 0.61, 0.62, 0.63], "SIM Soft": [0.64, 0.66, 0.68, 0.70]},
+                         {"TWIN": 0.63, "SIM Soft": 0.70})  # fmt: skip
+    runs, _ = rw.budget_grid(worlds[0.0], ["twin", "sim_soft"], 300, ModelConfig(k=10),
+                             TrainConfig(), [0, 1, 2], at=200, runner=run)  # fmt: skip
+    assert {c.verdict for c in rw.budget_claims(runs)} == {N}
+
+
+def test_budget_needs_learning_curves(worlds):
+    def run(ds, model, train):  # noqa: ARG001
+        m = {"auc": 0.6, "gauc": 0.6, "logloss": 0.5, "n": 10}
+        return SimpleNamespace(model=None, metrics={"test": m}, train={}, cached=True, key="k")
+
+    with pytest.raises(ValueError, match="eval_every"):
+        rw.budget_grid(worlds[0.0], ["twin"], 300, ModelConfig(k=10), TrainConfig(), [0], 100,
+                       runner=run)  # fmt: skip

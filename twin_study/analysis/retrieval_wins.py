@@ -20,7 +20,9 @@ The pieces, all on data with a planted truth:
   with ``sweeps.sweep`` and measure each trained GSU's planted-relevance recall with
   ``consistency.consistency``: one tidy row per (world, L, model, seed);
 * ``gap``: a model's lead over another, paired by seed, per (world, L);
-* ``claims``: the readings checked on those numbers, as ``verdicts.Claim``.
+* ``claims``: the readings checked on those numbers, as ``verdicts.Claim``;
+* ``budget_grid`` / ``budget_claims``: the same models on a world with more users, trained
+  on more samples, with their learning curves: does the order change with the data budget?
 """
 
 from __future__ import annotations
@@ -291,3 +293,77 @@ def verdict_markdown(
             + f", {c.n_seeds} seed(s))." for c in found
         ))  # fmt: skip
     return "\n\n".join(lines)
+
+
+# --- the data budget -------------------------------------------------------------------------
+
+
+def budget_grid(
+    ds: Dataset,
+    modules: Sequence[str],
+    L: int,
+    base,
+    train,
+    seeds: Sequence[int],
+    at: int,
+    progress: bool = False,
+    runner: Callable | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Does more data change the order? Every module at L on ``ds`` (a world with more users
+    than the grid's), one pass over ``train``'s budget there, with its learning curve.
+
+    Returns (runs, curves): ``sweeps.sweep``'s rows (test metrics at the selected point) with
+    each run's validation AUC and LogLoss on its curve at the last point <= ``at`` samples
+    (the grid's budget: ``valid_auc_at``, ``valid_logloss_at``, ``samples_at``) and at its
+    end (``..._end``, ``samples_end``), and ``valid_auc_gain`` = end - at; and
+    ``sweeps.learning_curves``' rows. Comparing models at the same point of their own runs
+    keeps the comparison inside one world and one validation subset."""
+    cfg = dataclasses.replace(base, long_len=int(L)).validate()
+    settings = sweeps.module_settings(cfg, modules, long_len=int(L))
+    runs = sweeps.sweep(ds, settings, seeds, train, progress=progress, runner=runner)
+    curves = sweeps.learning_curves(ds, settings, seeds, train, runner=runner)
+    if curves.empty:
+        raise ValueError("budget_grid needs learning curves: set train's eval_every > 0")
+    points = []
+    for (model, seed), g in curves.groupby(["model", "seed"], sort=False):
+        g = g.sort_values("samples_seen")
+        before = g[g["samples_seen"] <= at]
+        a = (before if len(before) else g).iloc[-1 if len(before) else 0]
+        e = g.iloc[-1]
+        points.append({
+            "model": model, "seed": seed,
+            "samples_at": int(a["samples_seen"]), "samples_end": int(e["samples_seen"]),
+            "valid_auc_at": a["valid_auc"], "valid_auc_end": e["valid_auc"],
+            "valid_logloss_at": a["valid_logloss"], "valid_logloss_end": e["valid_logloss"],
+        })  # fmt: skip
+    runs = runs.merge(pd.DataFrame(points), on=["model", "seed"], validate="1:1")
+    runs["valid_auc_gain"] = runs["valid_auc_end"] - runs["valid_auc_at"]
+    return runs, curves
+
+
+def budget_claims(
+    runs: pd.DataFrame, a: str = "TWIN", rivals: Sequence[str] = ("SIM Soft",), z: float = 2.0
+) -> list[verdicts.Claim]:
+    """The budget section's readings, paired by seed, for each rival of ``a`` that was run:
+    ``a`` gains more validation AUC than the rival from the grid's budget to the end of the
+    longer run (a learner still climbing is the one more data helps), and ``a`` beats the
+    rival on test AUC at the end."""
+    out = []
+    have = set(runs["model"])
+    if a not in have or runs.empty:
+        return out
+    at, end = int(runs["samples_at"].min()), int(runs["samples_end"].max())
+    dataset = str(runs["dataset"].iloc[0])
+    for b in (r for r in rivals if r in have):
+        out.append(verdicts.claim_better(
+            runs, a, b, "valid_auc_gain", z=z, dataset=dataset,
+            claim=f"{a} gains more than {b} from {at:,} to {end:,} samples (validation AUC)",
+            statement="the joint learner's curve is the steeper one: more data narrows or "
+            "reverses a lead that a pre-trained or fixed retrieval has early",
+        ))  # fmt: skip
+        out.append(verdicts.claim_better(
+            runs, a, b, "auc", z=z, dataset=dataset,
+            claim=f"{a} > {b} (test AUC) after {end:,} samples",
+            statement=f"with {end:,} training samples {a} leads {b}",
+        ))  # fmt: skip
+    return out
