@@ -250,6 +250,8 @@ def test_concat_lookup_kernel_equals_torch_values_and_gradients(monkeypatch):
         monkeypatch.setenv(native.NATIVE_ENV, env)
         with pytest.raises(IndexError):
             concat_lookup(tables0, [indices[0], indices[1], codes[:, 1] + 1, indices[3]])
+        with pytest.raises((ValueError, RuntimeError)):  # an index of another length
+            concat_lookup(tables0, [indices[0], indices[1][:7], indices[2], indices[3]])
 
 
 def test_behaviours_equal_inherent_beside_cross(ds, monkeypatch):  # noqa: F811

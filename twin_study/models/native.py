@@ -338,8 +338,13 @@ def rows_gather(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> torc
     lib = load("rows")
     if lib is None:
         return None
-    tables = [t.detach().contiguous() for t in tables]
     N = len(indices[0])
+    if len(tables) != len(indices) or any(len(i) != N for i in indices):
+        raise ValueError(
+            f"rows_gather: one index of the same length per table, got {len(tables)} tables and "
+            f"index lengths {[len(i) for i in indices]}"
+        )
+    tables = [t.detach().contiguous() for t in tables]
     V = torch.tensor([t.shape[0] for t in tables], dtype=torch.long)
     widths = torch.tensor([t.shape[1] for t in tables], dtype=torch.long)
     idx_ptrs, strides = _index_columns(indices)
