@@ -278,3 +278,48 @@ def test_behaviours_equal_inherent_beside_cross(ds, monkeypatch):  # noqa: F811
             assert (a is None) == (b is None)
             if a is not None:
                 torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_sdim_linear_kernel_equals_the_torch_bucket_sums(ds, batch, monkeypatch):  # noqa: F811
+    """sdim_pool.cpp: SDIM's original aggregation (every behaviour whose bucket collides with
+    the target's, per group) -- the same output and gradients as the torch loop over groups."""
+    from twin_study.models import ModelConfig, build_model
+
+    if native.load("sdim") is None:
+        pytest.skip("no C++ compiler: the native kernel is not built here")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(long_module="sdim_linear", long_len=L, k=K), ds)
+    x = model.gsu_input(batch)
+    params = [p for p in model.pool.parameters() if p.requires_grad]
+    params += [p for p in model.emb.parameters() if p.requires_grad]
+    got = []
+    for env in ("1", "0"):  # kernel, then torch
+        monkeypatch.setenv(native.NATIVE_ENV, env)
+        calls = []
+        real = native.sdim_pool_forward
+        monkeypatch.setattr(native, "sdim_pool_forward",
+                            lambda *a: calls.append(1) or real(*a))  # fmt: skip
+        out = model.pool(model.emb, x)
+        assert bool(calls) == (env == "1")
+        w = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        grads = torch.autograd.grad((out * w).sum(), params, allow_unused=True)
+        got.append([out, *grads])
+    for a, b in zip(got[0], got[1], strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert got[0][0].abs().sum() > 0
+
+
+def test_sdim_linear_kernel_rejects_ids_out_of_range(lib):
+    sdim = native.load("sdim")
+    codes = torch.randint(0, 8, (30, 4))
+    hist = torch.randint(0, 30, (2, 50))
+    inp = native.SdimPoolInput(codes, 8, hist + 30, torch.tensor([50, 10]), torch.tensor([1, 2]),
+                               torch.tensor([0, 1]))  # fmt: skip
+    with pytest.raises(IndexError, match="outside"):
+        native.sdim_pool_forward(sdim, torch.randn(30, 6), inp)
+    bad = native.SdimPoolInput(codes + 8, 8, hist, torch.tensor([50, 10]), torch.tensor([1, 2]),
+                               torch.tensor([0, 1]))  # fmt: skip
+    with pytest.raises(IndexError, match="bucket"):
+        native.sdim_pool_forward(sdim, torch.randn(30, 6), bad)

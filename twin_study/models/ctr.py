@@ -19,6 +19,7 @@ from torch import nn
 
 from ..data.batching import Batch, cross_schema
 from ..data.schema import Dataset
+from . import native
 from .attention import TwinAttention
 from .config import TWO_STAGE, ModelConfig
 from .embedding import FeatureEmbedder
@@ -56,6 +57,21 @@ class AvgPooling(nn.Module):
         return self.proj(mean)[x.req]
 
 
+class _SdimPool(torch.autograd.Function):
+    """SdimLinear's bucket sums of the targets' buckets, (B, G, H), from K_h of every item
+    (V, H), by the native kernel (``sdim_pool.cpp``) forward and backward. The same sums as the
+    torch loop below; the gradient reaches the embedding tables through ``inherent``."""
+
+    @staticmethod
+    def forward(ctx, Kall, lib, inp):  # noqa: ANN001 -- autograd's signature
+        ctx.lib, ctx.inp, ctx.V = lib, inp, Kall.shape[0]
+        return native.sdim_pool_forward(lib, Kall, inp)
+
+    @staticmethod
+    def backward(ctx, d_v):  # noqa: ANN001
+        return native.sdim_pool_backward(ctx.lib, d_v, ctx.V, ctx.inp), None, None
+
+
 class SdimLinear(nn.Module):
     """Original SDIM aggregation: per signature group, sum the inherent features of behaviours
     whose signature collides with the target's, l2-normalise, average over groups. No ESU."""
@@ -68,6 +84,12 @@ class SdimLinear(nn.Module):
     def forward(self, emb: FeatureEmbedder, x: GsuInput) -> torch.Tensor:
         table = self.gsu.buckets()  # (n_items + 1, G)
         n_b, G = 2**self.gsu.tau, self.gsu.groups
+        lib = native.sdim_pool_lib(table, x.hist_item) if x.fast else None
+        if lib is not None:  # the kernel: each behaviour's row added where a target collides
+            ids = torch.arange(table.shape[0], device=table.device)
+            inp = native.SdimPoolInput(table, n_b, x.hist_item, x.n_valid(), x.target, x.req)
+            v = _SdimPool.apply(emb.inherent(ids), lib, inp)  # (B, G, H)
+            return self.proj(F.normalize(v, dim=-1).sum(1) / G)
         tgt = table[x.target]  # (B, G)
         offset = n_b * torch.arange(x.n_req, device=tgt.device)[:, None]  # (R, 1)
         # Bucket sums per request and group: (G, R * 2^tau, H). Each chunk's K_h is gathered

@@ -15,7 +15,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "simd.h"
+#include "common.h"
 
 extern "C" {
 

@@ -19,7 +19,7 @@
 #include <limits>
 #include <vector>
 
-#include "simd.h"
+#include "common.h"
 
 namespace {
 

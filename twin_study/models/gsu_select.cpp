@@ -23,7 +23,7 @@
 #include <limits>
 #include <vector>
 
-#include "simd.h"
+#include "common.h"
 
 namespace {
 
@@ -208,13 +208,8 @@ int select_each_request(int64_t heads, int64_t V, const int64_t* hist_item, int6
     std::vector<v8f> bmax;  // (n / W, heads * blocks) their block maxima
     std::vector<float> tmp;
     std::vector<uint64_t> cand[LANES];
-    int64_t start = 0;
-    for (int64_t r = 0; r < R; ++r) {
-        const int64_t cnt = counts[r];
-        const int64_t* samples = order + start;
-        start += cnt;
-        if (cnt == 0) continue;
-        const int64_t n = std::min<int64_t>(n_valid[r], L);
+    return each_request(R, L, n_valid, order, counts, [&](int64_t r, const int64_t* samples,
+                                                          int64_t cnt, int64_t n) -> int {
         const int64_t kk = std::min(k, n);
         // Padding first: slots kk .. k-1 (only when n < k), and the whole row when n = 0.
         for (int64_t c = 0; c < cnt; ++c)
@@ -226,7 +221,7 @@ int select_each_request(int64_t heads, int64_t V, const int64_t* hist_item, int6
                     ov[i] = NEG_INF;
                 }
             }
-        if (n == 0) continue;
+        if (n == 0) return 0;
         const int64_t blocks = (cnt + LANES - 1) / LANES;
         const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
         const int64_t HB = heads * blocks;
@@ -256,8 +251,8 @@ int select_each_request(int64_t heads, int64_t V, const int64_t* hist_item, int6
                     }
                 }
             }
-    }
-    return 0;
+        return 0;
+    });
 }
 
 // SDIM's scores: the number of signature groups whose bucket id equals the candidate's, plus

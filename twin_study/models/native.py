@@ -1,5 +1,5 @@
-"""The native kernels (``gsu_select.cpp``, ``esu_attend.cpp``, ``embed_rows.cpp``), compiled on
-first use.
+"""The native kernels (``gsu_select.cpp``, ``esu_attend.cpp``, ``embed_rows.cpp``,
+``sdim_pool.cpp``), compiled on first use.
 
 ``select_by_table`` is ``topk.select_per_request`` over ``gsu.table_rows`` scores -- the
 selection of TWIN's CP-GSU, SIM Soft, ETA and SDIM -- in one C++ pass per batch: each
@@ -8,7 +8,8 @@ written out, and every (candidate, head) row keeps its k best in a heap. The tor
 the definition (and the fallback); tests/test_native.py checks that both select the same
 behaviours. ``esu_forward`` / ``esu_backward`` are the ESU's attention pooling
 (``attention._PooledAttention``); ``rows_gather`` / ``rows_scatter_add`` the concatenated
-embedding lookup of K = [K_h, K_c] (``embedding.concat_lookup``).
+embedding lookup of K = [K_h, K_c] (``embedding.concat_lookup``); ``sdim_pool_forward`` /
+``_backward`` SDIM's original aggregation (``ctr.SdimLinear``).
 
 The kernel is compiled with the machine's C++ compiler (``$CXX``, else ``g++``, ``-O3
 -march=native``) into the cache folder, keyed by the source, the flags and the CPU, so a
@@ -39,8 +40,9 @@ SOURCES = {
     "gsu": HERE / "gsu_select.cpp",
     "esu": HERE / "esu_attend.cpp",
     "rows": HERE / "embed_rows.cpp",
+    "sdim": HERE / "sdim_pool.cpp",
 }
-HEADER = HERE / "simd.h"  # included by every kernel: part of each library's key
+HEADER = HERE / "common.h"  # included by every kernel: part of each library's key
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c++17"]
 
 _lock = threading.Lock()
@@ -68,6 +70,16 @@ _SIGNATURES = {
         "esu_forward": [_F32, _N, _N, _N, _N, _N, _F32, _N, _F32, _U8, _F32, _F32],
         "esu_backward": [_F32, _N, _N, _N, _N, _N, _F32, _N, _F32, _F32, _F32, _F32, _F32],
     },
+    "sdim": {
+        "sdim_pool_forward": [
+            _F32, _N, _N, _I64, _N, _N,  # Kall, V, H, codes, G, nb
+            _I64, _N, _N, _I64, _I64, _N, _I64, _I64, _F32,  # hist_item, R, L, n_valid .. v
+        ],
+        "sdim_pool_backward": [
+            _F32, _N, _I64, _N, _N,  # d_Kall, H, codes, G, nb
+            _I64, _N, _N, _I64, _I64, _I64, _I64, _F32,  # hist_item, R, L, n_valid .. d_v
+        ],
+    },
     "rows": {
         "rows_gather": [_N, _N, _PP, _I64, _I64, _PP, _I64, _F32],
         "rows_scatter_add": [_N, _N, _PP, _I64, _PP, _I64, _F32, _N],
@@ -75,7 +87,8 @@ _SIGNATURES = {
 }  # fmt: skip
 _RESTYPES = {
     name: ctypes.c_int
-    for name in ("gsu_select", "gsu_select_codes", "merge_heads", "rows_gather")
+    for name in ("gsu_select", "gsu_select_codes", "merge_heads", "rows_gather",
+                 "sdim_pool_forward")
 }
 
 
@@ -376,6 +389,60 @@ def rows_scatter_add(
         len(indices[0]), len(grads), ctypes.cast(_pointers(grads), _PP), _ptr(widths, _I64),
         ctypes.cast(idx_ptrs, _PP), _ptr(strides, _I64), _ptr(d_out, _F32), d_out.stride(0),
     )  # fmt: skip
+
+
+class SdimPoolInput:
+    """What ``sdim_pool_forward`` / ``_backward`` read besides the features: bucket ids codes
+    (V, G) in [0, nb), the histories (R, L) with their valid prefixes n_valid (R,), the
+    samples' targets (B,) and requests (B,); prepared once for both passes."""
+
+    def __init__(self, codes, nb, hist_item, n_valid, target, req):  # noqa: ANN001
+        self.codes, self.nb = codes.long().contiguous(), int(nb)
+        self.hist_item = hist_item.long().contiguous()
+        self.n_valid, self.target = n_valid.long().contiguous(), target.long().contiguous()
+        self.order = torch.argsort(req, stable=True)
+        self.counts = torch.bincount(req, minlength=hist_item.shape[0]).long()
+
+    def args(self) -> list:
+        R, L = self.hist_item.shape
+        return [_ptr(self.codes, _I64), self.codes.shape[1], self.nb, _ptr(self.hist_item, _I64),
+                R, L, _ptr(self.n_valid, _I64), _ptr(self.target, _I64)]  # fmt: skip
+
+
+def sdim_pool_lib(*tensors: torch.Tensor) -> ctypes.CDLL | None:
+    """The SDIM aggregation kernel when it can run on these tensors (CPU), else None."""
+    if any(t.device.type != "cpu" for t in tensors):
+        return None
+    return load("sdim")
+
+
+def sdim_pool_forward(lib: ctypes.CDLL, Kall: torch.Tensor, inp: SdimPoolInput) -> torch.Tensor:
+    """v (B, G, H): per sample and signature group, the sum of Kall's rows (V, H) over the
+    request's valid behaviours whose bucket equals the target's. Raises IndexError for an
+    item or bucket id out of range."""
+    Kall = Kall.detach().float().contiguous()
+    V, H = Kall.shape
+    B, G = len(inp.target), inp.codes.shape[1]
+    v = torch.empty(B, G, H)
+    rc = lib.sdim_pool_forward(_ptr(Kall, _F32), V, H, *inp.args(), B, _ptr(inp.order, _I64),
+                               _ptr(inp.counts, _I64), _ptr(v, _F32))  # fmt: skip
+    if rc != 0:
+        raise IndexError(
+            f"SDIM kernel: an item id outside the {V} items or a bucket id outside [0, {inp.nb})"
+        )
+    return v
+
+
+def sdim_pool_backward(
+    lib: ctypes.CDLL, d_v: torch.Tensor, V: int, inp: SdimPoolInput
+) -> torch.Tensor:
+    """The gradient of ``sdim_pool_forward`` with respect to Kall: (V, H)."""
+    d_v = d_v.float().contiguous()
+    H = d_v.shape[-1]
+    d_Kall = torch.zeros(V, H)
+    lib.sdim_pool_backward(_ptr(d_Kall, _F32), H, *inp.args(), _ptr(inp.order, _I64),
+                           _ptr(inp.counts, _I64), _ptr(d_v, _F32))  # fmt: skip
+    return d_Kall
 
 
 def merge_heads(top: torch.Tensor, length: int) -> torch.Tensor | None:
