@@ -323,3 +323,18 @@ def test_sdim_linear_kernel_rejects_ids_out_of_range(lib):
                                torch.tensor([0, 1]))  # fmt: skip
     with pytest.raises(IndexError, match="bucket"):
         native.sdim_pool_forward(sdim, torch.randn(30, 6), bad)
+
+
+def test_behaviours_without_cross_features():
+    """A log without cross features (J = 0): K is K_h alone, on both paths."""
+    from twin_study.data.schema import ItemTable
+    from twin_study.models.embedding import FeatureEmbedder
+
+    items = ItemTable(n_items=5, features={"cat": np.array([0, 1, 2, 0, 1, 2])},
+                      vocab={"cat": 3}, names=None)  # fmt: skip
+    emb = FeatureEmbedder(items, [], {}, {})
+    it, codes = torch.randint(0, 6, (3, 4)), torch.zeros(3, 4, 0, dtype=torch.long)
+    K_ = emb.behaviours(it, codes)
+    assert K_.shape == (3, 4, emb.H) and torch.equal(K_, emb.inherent(it))
+    K_.sum().backward()
+    assert emb.item_emb["cat"].weight.grad is not None

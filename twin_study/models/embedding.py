@@ -136,7 +136,7 @@ class FeatureEmbedder(nn.Module):
         for name in self.item_feature_names:
             tables.append(self.item_emb[name].weight)
             indices.append(self.item_codes(name, flat))
-        codes = codes.reshape(-1, self.J)
+        codes = codes.reshape(len(flat), self.J)  # (N, J); J may be 0 (no cross features)
         tables += [e.weight for e in self.cross_emb]
         indices += [codes[:, j] for j in range(self.J)]
         K = concat_lookup(tables, indices)  # (N, H + C)
