@@ -407,3 +407,37 @@ def test_tuning_settings_vary_one_parameter_at_a_time_and_choice_ranks_over_mode
     assert sorted(chosen[chosen.param == "emb_lr"]["value"]) == ["0.05", "0.2"]  # a tie
     emb = choice[choice.param == "emb_lr"].set_index("value")["mean_rank"].to_dict()
     assert emb == {"0.2": 1.5, "0.05": 1.5}
+
+
+def test_select_per_setting_keeps_each_models_best_value_on_validation():
+    """Per-setting choice: each model gets the value with its own lowest validation LogLoss
+    (ties keep the current value); the candidate at the current value is the table's run."""
+    import dataclasses as dc
+    from types import SimpleNamespace
+
+    from twin_study.analysis import sweeps
+    from twin_study.models import ModelConfig
+    from twin_study.training.train import TrainConfig
+
+    loss = {("twin", 1.0): 0.50, ("twin", 3.0): 0.55, ("sim_soft", 1.0): 0.60,
+            ("sim_soft", 3.0): 0.52, ("din", 1.0): 0.40, ("din", 3.0): 0.40}  # fmt: skip
+    seen = []
+
+    def run(ds, model, train):  # noqa: ARG001
+        seen.append((model.long_module, model.qk_init_scale, train.seed))
+        m = {"auc": 0.7, "gauc": 0.7, "logloss": loss[(model.long_module, model.qk_init_scale)],
+             "n": 10}
+        return SimpleNamespace(metrics={"valid": m, "test": m}, train={}, cached=True, key="k")
+
+    base = ModelConfig(qk_init_scale=3.0)
+    settings = sweeps.module_settings(base, ["twin", "sim_soft", "din"])
+    ds = SimpleNamespace(name="toy")
+    chosen, table = sweeps.select_per_setting(ds, settings, TrainConfig(), {"qk_init_scale": [1, 3]},
+                                              runner=run)  # fmt: skip
+    assert [c.model.qk_init_scale for c in chosen] == [1.0, 3.0, 3.0]  # din: a tie keeps 3
+    assert [c.label for c in chosen] == ["TWIN", "SIM Soft", "DIN"]
+    assert all(isinstance(v, float) for _, v, _ in seen) and {s for *_, s in seen} == {0}
+    assert table.groupby("model").chosen.sum().eq(1).all() and table.current.sum() == 3
+    assert dc.replace(chosen[1].model, qk_init_scale=3.0) == settings[1].model
+    with pytest.raises(ValueError, match="unknown"):
+        sweeps.select_per_setting(ds, settings, TrainConfig(), {"nope": [1]}, runner=run)

@@ -397,6 +397,66 @@ def tuning_choice(
     )
 
 
+def select_per_setting(
+    ds,
+    settings: Sequence[Setting],
+    train,
+    grid: Mapping[str, Sequence[Any]],
+    seed: int = 0,
+    progress: bool = False,
+    runner: Callable | None = None,
+) -> tuple[list[Setting], pd.DataFrame]:
+    """Each setting's own value of some ModelConfig fields, chosen on the validation split at
+    the setting's own L, data and budget (the tuning section chooses one value for every model
+    at a smaller L; this keeps that rule -- lowest validation LogLoss, the same grid and budget
+    for every model -- where it does not transfer). For each setting and each ``grid`` field,
+    one run of seed ``seed`` per value (one field at a time, the others at the setting's
+    value; the run at the current value is the table's own seed-``seed`` run, so it costs
+    nothing extra); the value with the lowest validation LogLoss wins (ties: the current one).
+
+    Returns the settings with their chosen values (labels and tags unchanged) and one row per
+    (model, param, value): ``logloss``, ``auc`` (validation), ``current``, ``chosen``."""
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(grid) - fields)
+    if unknown:
+        raise ValueError(f"select_per_setting: unknown ModelConfig field(s) {unknown}")
+    base = ModelConfig()
+
+    def typed(name: str, v: Any) -> Any:  # 1 and 1.0 must name the same run (cache key)
+        cur = getattr(base, name)
+        return type(cur)(v) if isinstance(cur, (int, float)) and not isinstance(cur, bool) else v
+
+    grid = {name: [typed(name, v) for v in values] for name, values in grid.items()}
+    cands = [
+        Setting(s.label, dataclasses.replace(s.model, **{name: v}),
+                {**s.tags, "param": name, "value": str(v)}, s.train)  # fmt: skip
+        for s in settings
+        for name, values in grid.items()
+        for v in values
+    ]
+    runs = sweep(ds, cands, [seed], train, split="valid", progress=progress, runner=runner)
+    per = sum(len(v) for v in grid.values())  # candidate runs per setting, in ``cands`` order
+    rows, chosen = [], []
+    for i, s in enumerate(settings):
+        mine = runs.iloc[i * per : (i + 1) * per]
+        change = {}
+        for name, vals in grid.items():
+            g = mine[mine.param == name]
+            current = str(getattr(s.model, name))
+            best = str(g.loc[g["logloss"].idxmin(), "value"])
+            if (g.value == current).any() and g.loc[g.value == current, "logloss"].min() <= g[
+                "logloss"
+            ].min():
+                best = current  # a tie keeps the current value
+            change[name] = {str(v): v for v in vals}.get(best, getattr(s.model, name))
+            for r in g.itertuples():
+                rows.append({"dataset": ds.name, "model": s.label, "param": name,
+                             "value": r.value, "logloss": r.logloss, "auc": r.auc,
+                             "current": r.value == current, "chosen": r.value == best})  # fmt: skip
+        chosen.append(dataclasses.replace(s, model=dataclasses.replace(s.model, **change)))
+    return chosen, pd.DataFrame(rows)
+
+
 def sweep_or_none(ds, *args, **kwargs) -> pd.DataFrame | None:
     """``sweep`` when the data set loaded; ``None`` otherwise (for optional data sets)."""
     return None if ds is None else sweep(ds, *args, **kwargs)
