@@ -259,13 +259,13 @@ def test_budget_reads_each_run_at_the_grids_budget_and_at_its_end(worlds):
                                   TrainConfig(), [0, 1], at=250, runner=run)  # fmt: skip
     assert len(runs) == 4 and len(curves) == 16
     twin = runs[(runs.model == "TWIN") & (runs.seed == 0)].iloc[0]
-    assert (twin.samples_at, twin.samples_end) == (200, 400)  # the last point <= 250
+    assert (twin.samples_at, twin.samples_end) == (200, 400)  # nearest 250 (a tie: earlier)
     assert twin.valid_auc_at == pytest.approx(0.62) and twin.valid_auc_gain == pytest.approx(0.08)
     found = {c.claim.split(" (")[0].split(" from")[0]: c for c in rw.budget_claims(runs)}
     gains, beats = found["TWIN gains more than SIM Soft"], found["TWIN > SIM Soft"]
     assert gains.effect == pytest.approx(0.08 - 0.02) and gains.verdict == R
     assert beats.effect == pytest.approx(0.02) and beats.verdict == R
-    # Before any curve point reaches the budget, the first point stands in for it.
+    # Before any curve point reaches the budget, the nearest (first) point stands in for it.
     early, _ = rw.budget_grid(worlds[0.0], ["twin"], 300, ModelConfig(k=10), TrainConfig(),
                               [0], at=50, runner=run)  # fmt: skip
     assert early.samples_at.iloc[0] == 100
@@ -276,7 +276,8 @@ def test_budget_claims_when_the_rival_keeps_its_lead(worlds):
     run = _budget_runner({"TWIN": [0.60, 0.61, 0.62, 0.63], "SIM Soft": [0.64, 0.66, 0.68, 0.70]},
                          {"TWIN": 0.63, "SIM Soft": 0.70})  # fmt: skip
     runs, _ = rw.budget_grid(worlds[0.0], ["twin", "sim_soft"], 300, ModelConfig(k=10),
-                             TrainConfig(), [0, 1, 2], at=200, runner=run)  # fmt: skip
+                             TrainConfig(), [0, 1, 2], at=190, runner=run)  # fmt: skip
+    assert (runs.samples_at == 200).all()  # a point a little past the budget is its reading
     assert {c.verdict for c in rw.budget_claims(runs)} == {N}
 
 

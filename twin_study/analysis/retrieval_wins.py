@@ -313,7 +313,7 @@ def budget_grid(
     than the grid's), one pass over ``train``'s budget there, with its learning curve.
 
     Returns (runs, curves): ``sweeps.sweep``'s rows (test metrics at the selected point) with
-    each run's validation AUC and LogLoss on its curve at the last point <= ``at`` samples
+    each run's validation AUC and LogLoss on its curve at the point nearest ``at`` samples
     (the grid's budget: ``valid_auc_at``, ``valid_logloss_at``, ``samples_at``) and at its
     end (``..._end``, ``samples_end``), and ``valid_auc_gain`` = end - at; and
     ``sweeps.learning_curves``' rows. Comparing models at the same point of their own runs
@@ -327,8 +327,9 @@ def budget_grid(
     points = []
     for (model, seed), g in curves.groupby(["model", "seed"], sort=False):
         g = g.sort_values("samples_seen")
-        before = g[g["samples_seen"] <= at]
-        a = (before if len(before) else g).iloc[-1 if len(before) else 0]
+        # The curve point nearest the grid's budget (points fall a batch past each multiple of
+        # eval_every, so "the last one <= at" would read one interval early); ties: earlier.
+        a = g.iloc[int((g["samples_seen"] - at).abs().to_numpy().argmin())]
         e = g.iloc[-1]
         points.append({
             "model": model, "seed": seed,
