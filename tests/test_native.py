@@ -241,7 +241,7 @@ def test_concat_lookup_kernel_equals_torch_values_and_gradients(monkeypatch):
         out = concat_lookup(tables, indices)
         (out * d_out).sum().backward()
         got.append([out, *(t.grad for t in tables)])
-    want = torch.cat([t[i] for t, i in zip(tables0, indices)], dim=-1)
+    want = torch.cat([t[i] for t, i in zip(tables0, indices, strict=True)], dim=-1)
     torch.testing.assert_close(got[0][0], want, rtol=0, atol=0)
     for a, b in zip(got[0], got[1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
@@ -292,13 +292,12 @@ def test_sdim_linear_kernel_equals_the_torch_bucket_sums(ds, batch, monkeypatch)
     x = model.gsu_input(batch)
     params = [p for p in model.pool.parameters() if p.requires_grad]
     params += [p for p in model.emb.parameters() if p.requires_grad]
-    got = []
+    got, calls = [], []
+    real = native.sdim_pool_forward
+    monkeypatch.setattr(native, "sdim_pool_forward", lambda *a: calls.append(1) or real(*a))
     for env in ("1", "0"):  # kernel, then torch
         monkeypatch.setenv(native.NATIVE_ENV, env)
-        calls = []
-        real = native.sdim_pool_forward
-        monkeypatch.setattr(native, "sdim_pool_forward",
-                            lambda *a: calls.append(1) or real(*a))  # fmt: skip
+        calls.clear()
         out = model.pool(model.emb, x)
         assert bool(calls) == (env == "1")
         w = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))

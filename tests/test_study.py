@@ -432,8 +432,8 @@ def test_select_per_setting_keeps_each_models_best_value_on_validation():
     base = ModelConfig(qk_init_scale=3.0)
     settings = sweeps.module_settings(base, ["twin", "sim_soft", "din"])
     ds = SimpleNamespace(name="toy")
-    chosen, table = sweeps.select_per_setting(ds, settings, TrainConfig(), {"qk_init_scale": [1, 3]},
-                                              runner=run)  # fmt: skip
+    grid = {"qk_init_scale": [1, 3]}
+    chosen, table = sweeps.select_per_setting(ds, settings, TrainConfig(), grid, runner=run)
     assert [c.model.qk_init_scale for c in chosen] == [1.0, 3.0, 3.0]  # din: a tie keeps 3
     assert [c.label for c in chosen] == ["TWIN", "SIM Soft", "DIN"]
     assert all(isinstance(v, float) for _, v, _ in seen) and {s for *_, s in seen} == {0}

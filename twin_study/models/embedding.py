@@ -222,7 +222,7 @@ class _ConcatLookup(torch.autograd.Function):
         out = native.rows_gather(tables, indices)
         ctx.native = out is not None
         if out is None:
-            out = torch.cat([t.index_select(0, i) for t, i in zip(tables, indices)], dim=-1)
+            out = _torch_concat(tables, indices)
         ctx.save_for_backward(*indices)
         ctx.shapes = [t.shape for t in tables]
         return out
@@ -235,11 +235,12 @@ class _ConcatLookup(torch.autograd.Function):
             native.rows_scatter_add(grads, indices, d_out)
         else:
             off = 0
-            for g, i in zip(grads, indices):
+            for g, i in zip(grads, indices, strict=True):
                 g.index_add_(0, i, d_out[:, off : off + g.shape[1]].contiguous())
                 off += g.shape[1]
         need = ctx.needs_input_grad[1 : 1 + len(grads)]
-        return (None, *(g if n else None for g, n in zip(grads, need)), *[None] * len(indices))
+        return (None, *(g if n else None for g, n in zip(grads, need, strict=True)),
+                *[None] * len(indices))  # fmt: skip
 
 
 def concat_lookup(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> torch.Tensor:
@@ -249,8 +250,13 @@ def concat_lookup(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> to
         return _ConcatLookup.apply(len(tables), *tables, *indices)
     out = native.rows_gather(tables, indices)
     if out is None:
-        out = torch.cat([t.index_select(0, i) for t, i in zip(tables, indices)], dim=-1)
+        out = _torch_concat(tables, indices)
     return out
+
+
+def _torch_concat(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> torch.Tensor:
+    """The torch path of ``concat_lookup``'s forward: index_selects side by side."""
+    return torch.cat([t.index_select(0, i) for t, i in zip(tables, indices, strict=True)], dim=-1)
 
 
 def lookup(table: nn.Embedding | torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
