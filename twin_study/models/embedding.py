@@ -219,10 +219,7 @@ class _ConcatLookup(torch.autograd.Function):
     @staticmethod
     def forward(ctx, P, *args):  # noqa: ANN001 -- autograd's signature
         tables, indices = list(args[:P]), list(args[P:])
-        out = native.rows_gather(tables, indices)
-        ctx.native = out is not None
-        if out is None:
-            out = _torch_concat(tables, indices)
+        out, ctx.native = _gather(tables, indices)
         ctx.save_for_backward(*indices)
         ctx.shapes = [t.shape for t in tables]
         return out
@@ -248,15 +245,17 @@ def concat_lookup(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> to
     same values and gradients as concatenating ``lookup``s, in one pass each way."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in tables):
         return _ConcatLookup.apply(len(tables), *tables, *indices)
+    return _gather(tables, indices)[0]
+
+
+def _gather(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> tuple[torch.Tensor, bool]:
+    """``concat_lookup``'s forward without autograd, and whether the native kernel ran (else
+    index_selects side by side)."""
     out = native.rows_gather(tables, indices)
-    if out is None:
-        out = _torch_concat(tables, indices)
-    return out
-
-
-def _torch_concat(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> torch.Tensor:
-    """The torch path of ``concat_lookup``'s forward: index_selects side by side."""
-    return torch.cat([t.index_select(0, i) for t, i in zip(tables, indices, strict=True)], dim=-1)
+    if out is not None:
+        return out, True
+    parts = [t.index_select(0, i) for t, i in zip(tables, indices, strict=True)]
+    return torch.cat(parts, dim=-1), False
 
 
 def lookup(table: nn.Embedding | torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
