@@ -1,28 +1,62 @@
-"""AUC, GAUC (paper §4.3: per-user AUC weighted by the user's sample count) and LogLoss."""
+"""AUC, GAUC (paper §4.3: per-user AUC weighted by the user's sample count) and LogLoss.
+
+Both AUCs are computed from ranks (the Mann-Whitney statistic, ties at their mean rank), which
+equals the area under the ROC curve that ``sklearn.metrics.roc_auc_score`` integrates. GAUC is
+vectorised over users: calling sklearn once per user cost ~3 ms a call, about 17 s of every
+paper-profile run (25,000 validation samples over ~2,500 users, ten evaluations a run) --
+a fifth of a run's time.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import log_loss
+
+
+def _mean_ranks(group: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks (1-based, ties at their mean) of ``score`` within each ``group``, and the order
+    that sorts by (group, score); both arrays are in that sorted order."""
+    order = np.lexsort((score, group))
+    g, s = group[order], score[order]
+    n = len(s)
+    pos = np.arange(n, dtype=np.float64)
+    new_group = np.r_[True, g[1:] != g[:-1]]
+    group_start = np.maximum.accumulate(np.where(new_group, pos, 0.0))
+    # A tie block: a run of equal scores inside one group; each gets its block's mean rank.
+    new_block = new_group | np.r_[True, s[1:] != s[:-1]]
+    block_id = np.cumsum(new_block) - 1
+    first = pos[new_block]
+    last = np.r_[first[1:] - 1, n - 1]
+    mean_pos = (first + last)[block_id] / 2
+    return mean_pos - group_start + 1, order
+
+
+def _grouped_auc(group: np.ndarray, label: np.ndarray, score: np.ndarray):
+    """Per-group AUC; returns (AUCs, sample counts) of the groups having both labels."""
+    label = np.asarray(label)
+    if np.isnan(np.asarray(score, dtype=np.float64)).any():
+        raise ValueError("AUC: the scores contain NaN")
+    ranks, order = _mean_ranks(np.asarray(group), np.asarray(score, dtype=np.float64))
+    _, gid, size = np.unique(np.asarray(group)[order], return_inverse=True, return_counts=True)
+    pos = label[order] > 0
+    n_pos = np.bincount(gid, weights=pos, minlength=len(size))
+    rank_sum = np.bincount(gid, weights=np.where(pos, ranks, 0.0), minlength=len(size))
+    n_neg = size - n_pos
+    both = (n_pos > 0) & (n_neg > 0)
+    u = rank_sum[both] - n_pos[both] * (n_pos[both] + 1) / 2
+    return u / (n_pos[both] * n_neg[both]), size[both]
 
 
 def auc(label: np.ndarray, score: np.ndarray) -> float:
-    if len(np.unique(label)) < 2:
-        return float("nan")
-    return float(roc_auc_score(label, score))
+    """ROC AUC; NaN when ``label`` holds only one class."""
+    a, _ = _grouped_auc(np.zeros(len(label), dtype=np.int64), label, score)
+    return float(a[0]) if len(a) else float("nan")
 
 
 def gauc(user: np.ndarray, label: np.ndarray, score: np.ndarray) -> float:
     """Sample-count-weighted mean of per-user AUCs over users having both labels."""
-    order = np.argsort(user, kind="stable")
-    user, label, score = user[order], label[order], score[order]
-    bounds = np.flatnonzero(np.diff(user)) + 1
-    total, weight = 0.0, 0
-    for lab, sc in zip(np.split(label, bounds), np.split(score, bounds), strict=True):
-        if 0 < lab.sum() < len(lab):
-            total += roc_auc_score(lab, sc) * len(lab)
-            weight += len(lab)
-    return float(total / weight) if weight else float("nan")
+    a, w = _grouped_auc(user, label, score)
+    return float(np.sum(a * w) / np.sum(w)) if len(a) else float("nan")
 
 
 def logloss(label: np.ndarray, prob: np.ndarray) -> float:
