@@ -42,6 +42,8 @@ def test_auc_edge_cases():
     assert auc(np.array([0, 1, 0, 1]), np.array([0.9, 0.1, 0.8, 0.2])) == 0.0
     assert auc(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5  # a tie counts half
     assert np.isnan(auc(np.ones(5), np.arange(5.0)))  # one class: undefined
+    assert np.isnan(auc(np.zeros(0), np.zeros(0)))  # no samples: undefined, not an error
+    assert np.isnan(gauc(np.zeros(0), np.zeros(0), np.zeros(0)))
     # Users with one label only are left out; none left: NaN.
     user = np.array([0, 0, 1, 1, 1])
     label = np.array([0, 1, 1, 1, 1])

@@ -13,37 +13,33 @@ import numpy as np
 from sklearn.metrics import log_loss
 
 
-def _mean_ranks(group: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks (1-based, ties at their mean) of ``score`` within each ``group``, and the order
-    that sorts by (group, score); both arrays are in that sorted order."""
+def _grouped_auc(group: np.ndarray, label: np.ndarray, score: np.ndarray):
+    """Per-group AUC from ranks; returns (AUCs, sample counts) of the groups having both
+    labels. One lexsort by (group, score) gives both the groups and the tie blocks."""
+    group, label = np.asarray(group), np.asarray(label)
+    score = np.asarray(score, dtype=np.float64)
+    if np.isnan(score).any():
+        raise ValueError("AUC: the scores contain NaN")
+    if len(score) == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)  # no group has both labels
     order = np.lexsort((score, group))
-    g, s = group[order], score[order]
+    g, s, pos = group[order], score[order], label[order] > 0
     n = len(s)
-    pos = np.arange(n, dtype=np.float64)
+    idx = np.arange(n, dtype=np.float64)
     new_group = np.r_[True, g[1:] != g[:-1]]
-    group_start = np.maximum.accumulate(np.where(new_group, pos, 0.0))
+    gid = np.cumsum(new_group) - 1  # (n,) group of each sorted sample
+    group_start = idx[new_group][gid]
     # A tie block: a run of equal scores inside one group; each gets its block's mean rank.
     new_block = new_group | np.r_[True, s[1:] != s[:-1]]
-    block_id = np.cumsum(new_block) - 1
-    first = pos[new_block]
+    first = idx[new_block]
     last = np.r_[first[1:] - 1, n - 1]
-    mean_pos = (first + last)[block_id] / 2
-    return mean_pos - group_start + 1, order
-
-
-def _grouped_auc(group: np.ndarray, label: np.ndarray, score: np.ndarray):
-    """Per-group AUC; returns (AUCs, sample counts) of the groups having both labels."""
-    label = np.asarray(label)
-    if np.isnan(np.asarray(score, dtype=np.float64)).any():
-        raise ValueError("AUC: the scores contain NaN")
-    ranks, order = _mean_ranks(np.asarray(group), np.asarray(score, dtype=np.float64))
-    _, gid, size = np.unique(np.asarray(group)[order], return_inverse=True, return_counts=True)
-    pos = label[order] > 0
+    rank = (first + last)[np.cumsum(new_block) - 1] / 2 - group_start + 1  # 1-based, in group
+    size = np.bincount(gid)
     n_pos = np.bincount(gid, weights=pos, minlength=len(size))
-    rank_sum = np.bincount(gid, weights=np.where(pos, ranks, 0.0), minlength=len(size))
+    rank_sum = np.bincount(gid, weights=np.where(pos, rank, 0.0), minlength=len(size))
     n_neg = size - n_pos
     both = (n_pos > 0) & (n_neg > 0)
-    u = rank_sum[both] - n_pos[both] * (n_pos[both] + 1) / 2
+    u = rank_sum[both] - n_pos[both] * (n_pos[both] + 1) / 2  # Mann-Whitney U of the positives
     return u / (n_pos[both] * n_neg[both]), size[both]
 
 
