@@ -116,6 +116,36 @@ def test_lead_over_is_relative_to_the_other_model():
 # --- paired effects and verdicts ---------------------------------------------------------------
 
 
+def test_gap_closure_is_paired_by_seed():
+    # Seed 0: baseline 0.6, ceiling 0.8 -> A at 0.7 closes half; seed 1: baseline 0.7 -> A at
+    # 0.7 closes nothing. The baseline closes 0, a model at the ceiling 1.
+    runs = runs_table({"Avg": [0.6, 0.7], "A": [0.7, 0.7], "Best": [0.8, 0.8]})
+    c = sweeps.gap_closure(runs, "Avg", 0.8).set_index(["model", "seed"])["closure"]
+    assert c[("A", 0)] == pytest.approx(0.5) and c[("A", 1)] == pytest.approx(0.0)
+    assert c[("Avg", 0)] == 0.0 and c[("Best", 1)] == pytest.approx(1.0)
+    s = sweeps.summarize(c.reset_index(), by=("model",), metrics=("closure",)).set_index("model")
+    assert s.loc["A", "closure_mean"] == pytest.approx(0.25)
+
+
+def test_gap_closure_rejects_a_missing_or_unbeatable_baseline():
+    runs = runs_table({"Avg": [0.6], "A": [0.7]})
+    with pytest.raises(ValueError, match="no 'Other' runs"):
+        sweeps.gap_closure(runs, "Other", 0.8)
+    with pytest.raises(ValueError, match="not below the ceiling"):
+        sweeps.gap_closure(runs, "Avg", 0.6)
+
+
+@pytest.mark.parametrize(
+    "values, verdict", [([0.70, 0.72, 0.71], R), ([0.55, 0.75, 0.66], P), ([0.5, 0.55, 0.6], N)]
+)
+def test_claim_at_least_threshold(values, verdict):
+    runs = runs_table({"A": values}).rename(columns={"auc": "closure"})
+    c = verdicts.claim_at_least(runs, "A", "closure", 0.6)
+    assert c.verdict == verdict
+    assert c.effect == pytest.approx(np.mean(values) - 0.6)
+    assert math.isnan(c.relative_pct)  # a threshold is not a baseline to be relative to
+
+
 def test_paired_effect_is_per_seed():
     runs = runs_table({"A": [0.70, 0.72, 0.74], "B": [0.60, 0.70, 0.80]})
     eff = verdicts.paired(runs, [{"model": "A"}], [{"model": "B"}], "gauc")

@@ -533,6 +533,27 @@ def with_relative(
     return out
 
 
+def gap_closure(
+    runs: pd.DataFrame, baseline: str, ceiling: float, metric: str = "auc"
+) -> pd.DataFrame:
+    """How much of the gap from ``baseline`` to ``ceiling`` (the Bayes-optimal AUC on the same
+    samples) each run closes, paired by seed with the same seed's baseline run:
+    ``closure = (x - baseline) / (ceiling - baseline)``; 0: no better than the baseline, 1:
+    optimal. ``runs`` plus a ``closure`` column, for the seeds that have a baseline run
+    (``summarize(..., metrics=("closure",))`` gives mean and std per model)."""
+    if metric not in runs:
+        raise ValueError(f"gap_closure: no column {metric!r} in runs")
+    base = runs.loc[runs["model"] == baseline].set_index("seed")[metric]
+    if base.empty:
+        raise ValueError(f"gap_closure: no {baseline!r} runs to measure the gap from")
+    if not (base < ceiling).all():
+        raise ValueError(f"gap_closure: {baseline} is not below the ceiling {ceiling:.4f}")
+    out = runs[runs["seed"].isin(base.index)].copy()
+    b = out["seed"].map(base)
+    out["closure"] = (out[metric] - b) / (ceiling - b)
+    return out
+
+
 def lead_over(
     summary: pd.DataFrame,
     model: str = "TWIN",

@@ -167,6 +167,29 @@ def claim_better(
     )  # fmt: skip
 
 
+def claim_at_least(
+    runs: pd.DataFrame,
+    a: Mapping[str, Any] | str,
+    metric: str,
+    threshold: float,
+    *,
+    claim: str = "",
+    statement: str = "",
+    z: float = 2.0,
+    dataset: str = "",
+) -> Claim:
+    """Claim "a's ``metric`` is at least ``threshold``" (e.g. the share of a gap it closes):
+    the per-seed effect is ``metric - threshold``, judged like ``claim_better``."""
+    a = _where(a)
+    col = _select(runs, a, metric).sort_index()
+    eff = Effect(col.to_numpy(float) - threshold, list(col.index), float("nan"))
+    return Claim.of(
+        eff, verdict_better(eff, z), metric,
+        claim=claim or f"{_name(a)} {metric} >= {threshold:g}", statement=statement,
+        detail=f"{_name(a)} {metric} − {threshold:g}, {z:g} s.e. rule", dataset=dataset,
+    )  # fmt: skip
+
+
 def claim_similar(
     runs: pd.DataFrame,
     a: Mapping[str, Any] | str,
