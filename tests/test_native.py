@@ -202,7 +202,11 @@ def test_esu_kernel_equals_the_torch_attention_and_its_gradients(monkeypatch, sh
         got.append([pooled, w, K.grad, q.grad, bias.grad])
     names = ["pooled", "w", "dK", "dq", "dbias"]
     for name, a, b in zip(names, got[0], got[1], strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+        # Float32 sums in another order (the kernel's FMA / AVX-512 reductions vs torch's):
+        # the absolute slack scales with the tensor's magnitude (dK and dq reach ~20 here, and
+        # on an AVX-512 machine differed by 4e-5, 2e-6 of that).
+        scale = max(1.0, float(b.abs().max()))
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale, msg=name)
     assert (got[0][1][2] == 0).all() and (got[0][0][2] == 0).all()  # nothing to attend to
     assert (got[0][1].sum(1)[[0, 1, 3]] - 1).abs().max() < 1e-5  # weights sum to one
 
