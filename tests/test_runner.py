@@ -150,6 +150,26 @@ def test_failing_notebook_leaves_nothing_marked_done(study, capsys):
     assert "01_bad    FAILED" in out and "ValueError: boom" in out and "02_after  not run" in out
 
 
+def test_timeout_is_per_profile_and_stops_a_hung_cell(study):
+    # quick cells take a minute at most: 30 min catches a hung kernel; a paper sweep is one
+    # cell that trains tens of models for an hour or more, so it has no limit unless asked.
+    assert runner.resolve_timeout("quick", None) == runner.DEFAULT_TIMEOUT
+    assert runner.resolve_timeout("paper", None) is None
+    assert runner.resolve_timeout("paper", 0) is None
+    assert runner.resolve_timeout("paper", 60) == 60.0
+    with pytest.raises(runner.RunnerError, match="--timeout must be >= 0"):
+        runner.resolve_timeout("quick", -1)
+
+    write_notebook(
+        study / "notebooks" / "01_slow.ipynb", DEFAULT_PARAMS, "import time\ntime.sleep(30)"
+    )
+    summary = runner.run(root=study, timeout=2, progress=False)
+    assert not summary.ok and summary.outcomes[0].status == "failed"
+    assert summary.outcomes[0].seconds < 25  # stopped by the limit, not by the cell's end
+    assert "timed out" in summary.outcomes[0].error.lower()
+    assert not (paths.executed_dir("quick", study) / "01_slow.stamp.json").exists()
+
+
 def test_extra_goes_to_the_notebooks_that_declare_it(study, capsys):
     write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, RECORD)
     write_notebook(study / "notebooks" / "02_plain.ipynb")

@@ -48,7 +48,22 @@ from twin_study.results import RESULTS_NAME, atomic_write_bytes
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_\w+\.ipynb$")
 REQUIRED_PARAMETERS = ("profile", "out_dir")
-DEFAULT_TIMEOUT = 1800  # seconds per cell
+# Per-cell execution timeout. The quick profile's cells take seconds to a minute, so 30 min
+# catches a hung kernel. A paper-profile sweep is one cell that trains tens of models (07: ~50
+# min at 4 x 10^5 samples per run, ~95 min at 8 x 10^5), so the paper profile has no limit by
+# default; --timeout sets one for any profile (0: none).
+DEFAULT_TIMEOUT = 1800  # seconds per cell (quick profile)
+
+
+def resolve_timeout(profile: str, timeout: float | None) -> float | None:
+    """The per-cell timeout in seconds, or None for none: the profile's default unless given."""
+    if timeout is None:
+        return DEFAULT_TIMEOUT if profile == paths.QUICK else None
+    if timeout < 0:
+        raise RunnerError(f"--timeout must be >= 0 seconds (0: no limit), got {timeout:g}")
+    return None if timeout == 0 else float(timeout)
+
+
 KERNEL_NAME = "python3"
 # The kernel logs "running over TCP without encryption" at WARNING on every start, and now and
 # then "KeyboardInterrupt caught in kernel" at ERROR when it is shut down after the last cell.
@@ -462,7 +477,9 @@ def _machinery_quiet(progress: bool) -> Iterator[None]:
                 lg.setLevel(level)
 
 
-def execute(job: Job, *, cwd: Path, timeout: float = DEFAULT_TIMEOUT, progress: bool = False):
+def execute(
+    job: Job, *, cwd: Path, timeout: float | None = DEFAULT_TIMEOUT, progress: bool = False
+):
     """Run one notebook with papermill; raise on failure with nothing marked as done.
 
     The executed copy is written to a temp name and renamed on success. On failure it is
@@ -511,7 +528,7 @@ def run(
     only: Iterable[str] | None = None,
     *,
     force: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     extra: Mapping[str, Any] | None = None,
     root: Path | None = None,
     profiles_dir: Path | None = None,
@@ -523,6 +540,7 @@ def run(
     reported in the returned Summary (``summary.ok``) and stop the run.
     """
     nb_dir, jobs = prepare(profile, only, root=root, profiles_dir=profiles_dir, extra=extra)
+    timeout = resolve_timeout(profile, timeout)
     summary = Summary()
     if not jobs:
         _say(f"no notebooks (NN_*.ipynb) in {nb_dir}")
@@ -631,9 +649,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=DEFAULT_TIMEOUT,
+        default=None,
         metavar="SECONDS",
-        help="per-cell execution timeout (default: %(default)s)",
+        help=f"per-cell execution timeout, 0 for none (default: {DEFAULT_TIMEOUT} s for the "
+        "quick profile, none for the others: a paper-profile sweep is one long cell)",
     )
     parser.add_argument(
         "-p",
