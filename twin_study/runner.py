@@ -50,7 +50,7 @@ NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_\w+\.ipynb$")
 REQUIRED_PARAMETERS = ("profile", "out_dir")
 # Per-cell execution timeout. The quick profile's cells take seconds to a minute, so 30 min
 # catches a hung kernel. A paper-profile sweep is one cell that trains tens of models (07: ~50
-# min at 4 x 10^5 samples per run, ~95 min at 8 x 10^5), so the paper profile has no limit by
+# min at 4 x 10^5 samples per run, ~80 min at 8 x 10^5), so the paper profile has no limit by
 # default; --timeout sets one for any profile (0: none).
 DEFAULT_TIMEOUT = 1800  # seconds per cell (quick profile)
 
