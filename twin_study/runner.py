@@ -49,21 +49,10 @@ from twin_study.results import RESULTS_NAME, atomic_write_bytes
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_\w+\.ipynb$")
 REQUIRED_PARAMETERS = ("profile", "out_dir")
 # Per-cell execution timeout. The quick profile's cells take seconds to a minute, so 30 min
-# catches a hung kernel. A paper-profile sweep is one cell that trains tens of models (07: ~50
-# min at 4 x 10^5 samples per run, ~80 min at 8 x 10^5), so the paper profile has no limit by
+# catches a hung kernel. A paper-profile sweep is one cell that trains tens of models (07: ~47
+# min at 4 x 10^5 samples per run, ~79 min at 8 x 10^5), so the paper profile has no limit by
 # default; --timeout sets one for any profile (0: none).
 DEFAULT_TIMEOUT = 1800  # seconds per cell (quick profile)
-
-
-def resolve_timeout(profile: str, timeout: float | None) -> float | None:
-    """The per-cell timeout in seconds, or None for none: the profile's default unless given."""
-    if timeout is None:
-        return DEFAULT_TIMEOUT if profile == paths.QUICK else None
-    if timeout < 0:
-        raise RunnerError(f"--timeout must be >= 0 seconds (0: no limit), got {timeout:g}")
-    return None if timeout == 0 else float(timeout)
-
-
 KERNEL_NAME = "python3"
 # The kernel logs "running over TCP without encryption" at WARNING on every start, and now and
 # then "KeyboardInterrupt caught in kernel" at ERROR when it is shut down after the last cell.
@@ -87,6 +76,15 @@ _TYPE_CHECKS = {
 
 class RunnerError(Exception):
     """A usage error found before anything executes (the CLI exits with code 2)."""
+
+
+def resolve_timeout(profile: str, timeout: float | None) -> float | None:
+    """The per-cell timeout in seconds, or None for none: the profile's default unless given."""
+    if timeout is None:
+        return DEFAULT_TIMEOUT if profile == paths.QUICK else None
+    if timeout < 0:
+        raise RunnerError(f"--timeout must be >= 0 seconds (0: no limit), got {timeout:g}")
+    return None if timeout == 0 else float(timeout)
 
 
 @dataclass(frozen=True)
@@ -539,8 +537,8 @@ def run(
     Raises RunnerError for usage errors before executing anything; notebook failures are
     reported in the returned Summary (``summary.ok``) and stop the run.
     """
-    nb_dir, jobs = prepare(profile, only, root=root, profiles_dir=profiles_dir, extra=extra)
     timeout = resolve_timeout(profile, timeout)
+    nb_dir, jobs = prepare(profile, only, root=root, profiles_dir=profiles_dir, extra=extra)
     summary = Summary()
     if not jobs:
         _say(f"no notebooks (NN_*.ipynb) in {nb_dir}")
