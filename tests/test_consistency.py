@@ -12,6 +12,7 @@ from twin_study.analysis.consistency import (
     _membership,
     consistency,
     eligible_samples,
+    ranked_merge,
     results_frame,
     staleness_hits,
 )
@@ -84,6 +85,53 @@ def test_twin_fresh_cache_is_consistent_by_construction(ds, idx):
     np.testing.assert_array_equal(r.relevant_recall_gsu[full], r.relevant_recall_oracle[full])
 
 
+def test_ranked_merge_is_merged_topk_with_ties_to_the_most_recent_at_every_k():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(6, 4, 50, generator=g)
+    valid = torch.rand(6, 50, generator=g) > 0.2
+    valid[:, :12] = True
+    for k in (1, 7, 12):  # no ties (and no padding in reach): the paper's merge exactly
+        a, a_ok = ranked_merge(scores, valid, k)
+        b, b_ok = merged_topk(scores, valid, k)
+        assert torch.equal(a, b) and torch.equal(a_ok, b_ok)
+    # Ties: scores on a 3-value grid. Every k's set is the prefix of the largest one, and of
+    # two tied slots in one head the more recent (lower slot) is taken first.
+    tied = torch.randint(0, 3, (6, 4, 50), generator=g).float()
+    full, full_ok = ranked_merge(tied, valid, 50)
+    for k in (1, 3, 10, 25):
+        idx, ok = ranked_merge(tied, valid, k)
+        assert torch.equal(idx, full[:, :k]) and torch.equal(ok, full_ok[:, :k])
+    one, _ = ranked_merge(tied[:, :1], valid, 50)  # one head: score desc, then slot asc
+    s = tied[:, 0].masked_fill(~valid, float("-inf")).gather(1, one)
+    assert (s[:, :-1] >= s[:, 1:]).all()
+    same = s[:, :-1] == s[:, 1:]
+    assert (one[:, :-1][same] < one[:, 1:][same]).all()
+
+
+def test_hits_never_fall_as_the_gsu_output_grows_even_with_tied_scores():
+    """A GSU's set of x is inside its set of any larger x, so hits cannot fall with x. In a
+    tiny catalogue the same item with the same cross features recurs, its scores tie exactly,
+    and separate top-x calls may break the ties differently per x (the paper-profile run of
+    02 failed this way on the 2,000-item world); one ranking read by prefix cannot."""
+    tiny = generate(SyntheticConfig(n_users=20, n_items=60, n_authors=40,
+                                    history_len=400, history_min=200, requests_per_user=2,
+                                    seed=3))  # fmt: skip
+    sample = eligible_samples(tiny, "test", min_history=K, n=16, seed=0)
+    tied = {}
+    for name in ("twin", "eta", "sdim"):
+        net = model(tiny, name)
+        sizes = [1, 2, 5, 10, K, 40, 80, 150, L]
+        batch = SampleBuilder(tiny, L, net.cfg.short_len).build(sample)
+        net.eval()
+        net.prepare_eval()
+        g, ok = net.gsu_scores(batch)
+        top = g.masked_fill(~ok[:, None, :], float("-inf")).topk(K, dim=-1).values
+        tied[name] = bool((top[..., :-1] == top[..., 1:]).any())
+        r = consistency(net, tiny, sample, sizes, oracle_k=K, progress=False)
+        assert (np.diff(r.hits, axis=1) >= 0).all(), (name, r.hits)
+    assert tied["twin"], tied  # else the test is moot (it failed before the fix on TWIN)
+
+
 def test_din_hits_match_hand_computed_intersection(ds, idx):
     """DIN's GSU returns the x most recent behaviours, slots 0..x-1: its hits are the size of
     {0..x-1, valid} & {the ESU's real top-k}, counted here by hand with Python sets."""
@@ -92,7 +140,7 @@ def test_din_hits_match_hand_computed_intersection(ds, idx):
     r = consistency(net, ds, idx, sizes, oracle_k=K, progress=False)
     batch = SampleBuilder(ds, L, net.cfg.short_len).build(idx)
     scores, valid = net.oracle_scores(batch)
-    top, top_ok = merged_topk(scores, valid, K)
+    top, top_ok = ranked_merge(scores, valid, K)  # the oracle: ties to the most recent
     for b in range(len(idx)):
         real = set(top[b][top_ok[b]].tolist())
         n_valid = int(valid[b].sum())
