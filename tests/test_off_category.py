@@ -127,7 +127,7 @@ def test_knob_range_is_checked(bad):
 
 
 def test_knob_needs_a_second_category():
-    cfg = dataclasses.replace(CFG, n_categories=1, off_category_items=0.5)
+    cfg = dataclasses.replace(CFG, n_categories=1, interests=(1, 1), off_category_items=0.5)
     with pytest.raises(ValueError, match="n_categories >= 2"):
         cfg.validate()
 

@@ -184,6 +184,7 @@ def test_bayes_auc_needs_ground_truth(ds):
         ({"noise_frac": 1.0}, "noise_frac"),
         ({"request_window": 0.0}, "request_window"),
         ({"interests": (0, 2)}, "interests"),
+        ({"n_categories": 3, "interests": (3, 6)}, "n_categories=3"),  # was numpy's own error
         ({"candidates_per_request": 0}, "candidates_per_request"),
     ],
 )

@@ -100,6 +100,11 @@ class SyntheticConfig:
         )
         need(1 <= self.interests[0] <= self.interests[1], "interests must be a range >= 1")
         need(
+            self.interests[1] <= self.n_categories,
+            f"interests up to {self.interests[1]} need as many categories (each interest has its "
+            f"own), got n_categories={self.n_categories}",
+        )
+        need(
             1 <= self.authors_per_interest[0] <= self.authors_per_interest[1],
             "authors_per_interest must be a range >= 1",
         )
