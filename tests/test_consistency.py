@@ -12,12 +12,12 @@ from twin_study.analysis.consistency import (
     _membership,
     consistency,
     eligible_samples,
-    ranked_merge,
     results_frame,
     staleness_hits,
 )
 from twin_study.data import SampleBuilder, SyntheticConfig, generate
 from twin_study.models import ModelConfig, build_model, merged_topk
+from twin_study.models.topk import ranked_merge
 
 L, K = 300, 20
 

@@ -146,6 +146,16 @@ def test_claim_at_least_threshold(values, verdict):
     assert math.isnan(c.relative_pct)  # a threshold is not a baseline to be relative to
 
 
+def test_gap_closed_claim_reads_twin_closure_against_the_bar():
+    runs = sweeps.gap_closure(runs_table({"Avg": [0.6, 0.6, 0.6], "TWIN": [0.75, 0.74, 0.76]}),
+                              "Avg", 0.8)  # fmt: skip
+    c = verdicts.claim_gap_closed(runs, "synthetic")
+    assert c.claim == "TWIN closes >= 60 % of the Avg-Pooling -> Bayes AUC gap"
+    assert c.verdict == R and c.dataset == "synthetic"
+    assert c.effect == pytest.approx(0.75 - 0.6)  # closure 0.75 on average
+    assert verdicts.claim_gap_closed(runs, "synthetic", bar=0.8).verdict == N
+
+
 def test_paired_effect_is_per_seed():
     runs = runs_table({"A": [0.70, 0.72, 0.74], "B": [0.60, 0.70, 0.80]})
     eff = verdicts.paired(runs, [{"model": "A"}], [{"model": "B"}], "gauc")

@@ -24,7 +24,7 @@ from ..data.batching import SampleBuilder
 from ..data.schema import Dataset
 from ..models.ctr import CTRModel
 from ..models.gsu import CpGSU
-from ..models.topk import NEG_INF, merge_heads
+from ..models.topk import ranked_merge
 from ..training.train import train_step
 
 
@@ -87,29 +87,6 @@ def _membership(sel: torch.Tensor, sel_valid: torch.Tensor, L: int) -> torch.Ten
 
 
 @torch.no_grad()
-def ranked_merge(
-    scores: torch.Tensor, valid: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The paper's merged set of k unique behaviours (``models.topk.merged_topk``), with tied
-    scores broken by slot -- the most recent behaviour first -- the same way at every k.
-
-    Why not ``merged_topk``: torch.topk orders tied scores arbitrarily, and differently for
-    different k. Ties are common where a catalogue is small (the same item with the same cross
-    features scores the same), so separate top-x calls gave sets that were not nested (hits
-    that fell as x grew: the paper-profile run of 02 on the 2,000-item world) and let the
-    oracle and an identical GSU disagree on tied slots. A stable full sort per head fixes the
-    order; the merge walks the heads rank by rank, so the first x entries of the size-k result
-    are the merged set of x for every x <= k.
-
-    scores (B, heads, L); valid (B, L) bool -> indices (B, k'), valid (B, k'), k' = min(k, L).
-    """
-    k = min(k, scores.shape[-1])
-    masked = scores.masked_fill(~valid[:, None, :], NEG_INF)
-    top = masked.sort(dim=-1, descending=True, stable=True).indices[..., :k]  # (B, heads, k)
-    idx = merge_heads(top, k)
-    return idx, valid.gather(1, idx)
-
-
 def consistency(
     model: CTRModel,
     ds: Dataset,
@@ -134,7 +111,7 @@ def consistency(
         o_idx, o_valid = ranked_merge(o_scores, valid, oracle_k)
         in_oracle = _membership(o_idx, o_valid, valid.shape[1])
         g_scores, g_valid = model.gsu_scores(batch)
-        # One ranking, read at every x as its first x entries (see ranked_merge).
+        # One ranking, read at every x as its first x entries (see topk.ranked_merge).
         ranked, ranked_ok = ranked_merge(g_scores, g_valid, max(sizes[-1], model.cfg.k))
         row = []
         for x in sizes:

@@ -127,12 +127,38 @@ def merged_topk(
 
     scores (B, heads, L); valid (B, L) bool -> indices (B, k'), valid (B, k'), k' = min(k, L).
     """
-    B, heads, L = scores.shape
-    k = min(k, L)
-    scores = scores.masked_fill(~valid[:, None, :], NEG_INF)
-    top = scores.topk(k, dim=-1).indices  # (B, heads, k), best first
+    k = min(k, scores.shape[-1])
+    top = _masked(scores, valid).topk(k, dim=-1).indices  # (B, heads, k), best first
     idx = merge_heads(top, k)
     return idx, valid.gather(1, idx)
+
+
+def ranked_merge(
+    scores: torch.Tensor, valid: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``merged_topk`` with tied scores broken by slot -- the most recent behaviour first --
+    the same way at every k, so the first x entries of the result are its merged set of x.
+
+    For the analyses that compare sets across sizes or models (``analysis.consistency``):
+    ``torch.topk`` orders tied scores arbitrarily, and differently for different k. Ties are
+    common where a catalogue is small (the same item with the same cross features scores the
+    same), so separate top-x calls gave sets that were not nested (hits that fell as x grew:
+    the paper-profile run of 02 on the 2,000-item world) and let the oracle and an identical
+    GSU disagree on tied slots. A stable full sort per head fixes the order; the merge walks
+    the heads rank by rank, so prefixes of the size-k result are the smaller merged sets.
+    Models keep ``merged_topk`` (a full sort of L scores per head is not worth it there).
+
+    scores (B, heads, L); valid (B, L) bool -> indices (B, k'), valid (B, k'), k' = min(k, L).
+    """
+    k = min(k, scores.shape[-1])
+    top = _masked(scores, valid).sort(dim=-1, descending=True, stable=True).indices[..., :k]
+    idx = merge_heads(top, k)  # top: (B, heads, k), ties in slot order
+    return idx, valid.gather(1, idx)
+
+
+def _masked(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Padding slots score -inf in every head: (B, heads, L), (B, L) -> (B, heads, L)."""
+    return scores.masked_fill(~valid[:, None, :], NEG_INF)
 
 
 def topk_single(
