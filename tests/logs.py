@@ -30,13 +30,15 @@ def write_click_log(
     n_items: int = 120,
     n_categories: int = 6,
     seed: int = 0,
+    p_true: bool = False,
 ) -> tuple[Path, Path]:
     """Write ``log.csv``, ``impressions.csv`` and ``spec.yaml`` into ``folder``.
 
     Each user has a favourite category: most behaviours are in it, and an impression is
     clicked with probability 0.85 when its item is in it, 0.15 otherwise. A clicked
     impression also appears in the behaviour log at the same second (the click), as real
-    logs have it. Returns (log path, spec path).
+    logs have it. With ``p_true`` the impressions carry that click probability in a column
+    ``p_click`` and the spec names it (``spec.p_true``). Returns (log path, spec path).
     """
     rng = np.random.default_rng(seed)
     category = rng.integers(0, n_categories, n_items)
@@ -55,16 +57,21 @@ def write_click_log(
             item = rng.choice(mine) if rng.random() < 0.5 else rng.integers(0, n_items)
             p = 0.85 if category[item] == favourite[u] else 0.15
             clicked = int(rng.random() < p)
-            shown.append((f"u{u}", int(item), int(t), int(category[item]), clicked))
+            shown.append((f"u{u}", int(item), int(t), int(category[item]), clicked, p))
             if clicked:
                 rows.append((f"u{u}", int(item), int(t), int(category[item]), 1, 30.0))
-    shown.append(("u0", ONLY_IN_IMPRESSIONS, int(shown[-1][2]) + 1, n_categories, 0))
+    shown.append(("u0", ONLY_IN_IMPRESSIONS, int(shown[-1][2]) + 1, n_categories, 0, 0.15))
     log = pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "category", "tab", "dwell_s"])
     log = log.drop_duplicates(["user_id", "item_id", "ts"])
-    imp = pd.DataFrame(shown, columns=["user_id", "item_id", "ts", "category", "clicked"])
+    imp = pd.DataFrame(
+        shown, columns=["user_id", "item_id", "ts", "category", "clicked", "p_click"]
+    )
     imp = imp.drop_duplicates(["user_id", "item_id", "ts"])
+    if not p_true:
+        imp = imp.drop(columns="p_click")
     folder.mkdir(parents=True, exist_ok=True)
     log.sample(frac=1.0, random_state=seed).to_csv(folder / "log.csv", index=False)
     imp.to_csv(folder / "impressions.csv", index=False)
-    (folder / "spec.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    spec = SPEC | ({"p_true": "p_click"} if p_true else {})
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return folder / "log.csv", folder / "spec.yaml"

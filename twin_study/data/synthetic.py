@@ -32,6 +32,20 @@ The generative story (all numbers are ``SyntheticConfig`` fields):
   ``base + strength * log1p(n_rel) + quality[item]`` where ``n_rel`` counts the *relevant*
   behaviours visible before the request: same author as the target AND engaged (play-time
   bucket >= ``engaged_bucket``). A few such behaviours among thousands decide the click.
+  That is the ``truth = "count"`` world: evidence adds up over behaviours, the shape a
+  target-attention pooling models well.
+* ``truth = "nearest"`` plants a click truth that is *not* attention-shaped: the click is
+  driven by the single engaged visible behaviour whose hidden latent vector is nearest the
+  target's, ``base + strength * nearest_weight * max_b exp(-|z_t - z_b|^2 / (2 s^2))`` with
+  ``s = nearest_scale``: one good match decides, more matches add nothing. Its relevant
+  behaviours (the retrieval ground truth) are the engaged visible ones whose kernel is at
+  least half the maximum (and >= ``nearest_floor``).
+* ``interest_drift`` > 0 lets interests drift over a lifetime: each interest's favourite
+  authors are ordered, and at time fraction tau of the history a behaviour (or a target at
+  request time) picks the favourite at position ``clip(tau + drift * N(0, 1), 0, 1)`` of the
+  list instead of a uniform one, so the authors a user watched early are not the ones they
+  watch late. The drift draws come from their own random stream and the main stream is
+  consumed as at 0, so worlds that differ only in drift share everything else.
 """
 
 from __future__ import annotations
@@ -44,6 +58,10 @@ import numpy as np
 from .schema import BehaviourLog, Dataset, ItemTable, Samples
 
 DAY = 86_400
+TRUTHS = {
+    "count": "click logit grows with log1p(# engaged visible same-author behaviours)",
+    "nearest": "click logit grows with the kernel of the single nearest engaged behaviour",
+}
 
 
 @dataclass
@@ -81,6 +99,15 @@ class SyntheticConfig:
     # Share of items filed under another category than their author's, in [0, 1]: how badly
     # category predicts relevance (0: perfectly, SIM Hard's premise; 1: hardly at all).
     off_category_items: float = 0.0
+    # The click truth (see the module docstring): "count" = log1p(relevant behaviours), the
+    # shape attention pools well; "nearest" = the single nearest engaged behaviour decides.
+    truth: str = "count"
+    nearest_weight: float = 3.0  # "nearest": evidence of a perfect match (log1p(20) ~ 3.0)
+    nearest_scale: float = 1.0  # "nearest": kernel width in latent units (same author ~ 0.5)
+    nearest_floor: float = 0.05  # "nearest": a behaviour below this kernel value is irrelevant
+    # Interest drift over a lifetime (0: none; the favourite authors are drawn uniformly).
+    interest_drift: float = 0.0
+    name: str = ""  # data set name; empty: "synthetic" (plus the off-category marker)
     split_quantiles: tuple[float, float] = (0.8, 0.9)  # request-time cut points train|valid|test
     seed: int = 0
 
@@ -123,6 +150,15 @@ class SyntheticConfig:
             self.off_category_items == 0.0 or self.n_categories >= 2,
             "off_category_items > 0 needs n_categories >= 2 (another category to file items in)",
         )
+        need(
+            self.truth in TRUTHS,
+            f"unknown truth {self.truth!r}; choose one of {sorted(TRUTHS)}",
+        )
+        need(
+            self.nearest_scale > 0 and 0 <= self.nearest_floor < 1,
+            "nearest_scale must be > 0 and nearest_floor in [0, 1)",
+        )
+        need(self.interest_drift >= 0, f"interest_drift must be >= 0, got {self.interest_drift}")
         q0, q1 = self.split_quantiles
         need(0 < q0 < q1 < 1, "split_quantiles must be 0 < train < valid < 1")
         return self
@@ -197,6 +233,10 @@ def _off_category(cfg: SyntheticConfig, cat: np.ndarray) -> np.ndarray:
     return np.where(u < x, (cat + shift) % cfg.n_categories, cat)
 
 
+# Entropy of the interest-drift stream (any fixed number would do).
+_DRIFT_STREAM = 0xD21F7
+
+
 def dataset_name(cfg: SyntheticConfig) -> str:
     """``"synthetic"``, or ``"synthetic-offcat<x>"`` when ``off_category_items`` is x > 0.
 
@@ -204,7 +244,10 @@ def dataset_name(cfg: SyntheticConfig) -> str:
     (``training.experiment.fingerprint``: the name, the log and the samples) does not read;
     the name is what keeps runs on different worlds from sharing cache entries. It also labels
     the world in tables. At 0 the name stays ``"synthetic"``, so existing cache keys hold.
+    A non-empty ``cfg.name`` (the panel's worlds) is used as it is.
     """
+    if cfg.name:
+        return cfg.name
     x = cfg.off_category_items
     return "synthetic" if x == 0.0 else f"synthetic-offcat{x:g}"
 
@@ -241,6 +284,18 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
     rel_chunks: list[np.ndarray] = []
     rel_counts = np.empty(n_smp, dtype=np.int64)
 
+    drift = cfg.interest_drift
+    rng_drift = np.random.default_rng([cfg.seed, _DRIFT_STREAM]) if drift > 0 else None
+    nearest = cfg.truth == "nearest"
+    s_evidence = np.empty(n_smp, dtype=np.float64)  # what the logit reads per sample
+
+    def drifted(u: np.ndarray, tau: np.ndarray) -> np.ndarray:
+        """Position in [0, 1) of the favourite to pick: uniform ``u`` without drift, else near
+        the time fraction ``tau`` (the main stream's ``u`` is drawn either way)."""
+        if rng_drift is None:
+            return u
+        return np.clip(tau + drift * rng_drift.normal(size=len(tau)), 0.0, 1.0 - 1e-9)
+
     users = range(cfg.n_users)
     if progress:
         from tqdm.auto import tqdm
@@ -273,7 +328,7 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
         which = np.argmax(w, axis=1)
         noise |= ~active.any(axis=1)
         fav_len = np.array([len(f) for f in fav])
-        fav_pick = (rng.random(n) * fav_len[which]).astype(np.int64)
+        fav_pick = (drifted(rng.random(n), t / span) * fav_len[which]).astype(np.int64)
         fav_flat = np.concatenate(fav)
         fav_off = np.concatenate([[0], np.cumsum(fav_len)[:-1]])
         author = fav_flat[fav_off[which] + fav_pick]
@@ -304,7 +359,12 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
         c = cfg.candidates_per_request
         from_int = rng.random(per_user) < cfg.p_target_from_interest
         pick_int = rng.integers(0, k, per_user)
-        pick_auth = np.array([fav[i][rng.integers(0, len(fav[i]))] for i in pick_int])
+        draws = [rng.integers(0, len(fav[i])) for i in pick_int]  # main stream, as at 0
+        if rng_drift is not None:  # a drifting interest: the favourite of the request's time
+            pos = drifted(np.zeros(per_user), np.repeat(r_time, c) / span)
+            draws = [min(int(p * len(fav[i])), len(fav[i]) - 1)
+                     for i, p in zip(pick_int, pos, strict=True)]  # fmt: skip
+        pick_auth = np.array([fav[i][j] for i, j in zip(pick_int, draws, strict=True)])
         a_lo, a_hi = author_ptr[pick_auth], author_ptr[pick_auth + 1]
         tgt = np.where(
             from_int,
@@ -318,15 +378,19 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
         s_end[sl] = lo + ends
         s_from_interest[sl] = from_int
         s_dormant[sl] = from_int & dormant[pick_int]
-        # Relevant behaviours: same author as the target, engaged, and visible before the request.
-        rel = (author[None, :] == item_author0[tgt][:, None]) & engaged[None, :]
-        rel &= np.arange(n)[None, :] < ends[:, None]
+        visible = engaged[None, :] & (np.arange(n)[None, :] < ends[:, None])
+        if nearest:
+            rel, s_evidence[sl] = _nearest_relevant(cfg, latent, tgt, item, visible)
+        else:
+            # Relevant: same author as the target, engaged, and visible before the request.
+            rel = (author[None, :] == item_author0[tgt][:, None]) & visible
         rows, cols = np.nonzero(rel)
         rel_counts[sl] = np.bincount(rows, minlength=per_user)
         rel_chunks.append(lo + cols)
         s_nrel[sl] = rel_counts[sl]
 
-    logit = cfg.base_logit + cfg.strength * np.log1p(s_nrel) + quality[s_item - 1]
+    evidence = s_evidence if nearest else np.log1p(s_nrel)
+    logit = cfg.base_logit + cfg.strength * evidence + quality[s_item - 1]
     p_true = 1.0 / (1.0 + np.exp(-logit))
     label = (rng.random(n_smp) < p_true).astype(np.float32)
     q0, q1 = np.quantile(s_time, cfg.split_quantiles)
@@ -372,6 +436,30 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
         },
     )
     return ds.validate()
+
+
+def _nearest_relevant(
+    cfg: SyntheticConfig,
+    latent: np.ndarray,
+    tgt: np.ndarray,
+    item: np.ndarray,
+    visible: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The "nearest" truth for one user's candidates: ``(relevant, evidence)``.
+
+    ``tgt``: (C,) target item ids; ``item``: (n,) behaviour item ids; ``visible``: (C, n)
+    engaged behaviours before each request. The kernel of a behaviour is
+    ``exp(-|z_t - z_b|^2 / (2 s^2))`` on the hidden latent vectors; the evidence is
+    ``nearest_weight`` times the largest kernel among visible behaviours (0 when none), and
+    the relevant behaviours are those within half of that maximum (and >= ``nearest_floor``).
+    """
+    zt = latent[tgt - 1].astype(np.float64)  # (C, d)
+    zb = latent[item - 1].astype(np.float64)  # (n, d)
+    d2 = (zt**2).sum(1)[:, None] + (zb**2).sum(1)[None, :] - 2.0 * zt @ zb.T  # (C, n)
+    kern = np.where(visible, np.exp(-np.maximum(d2, 0.0) / (2.0 * cfg.nearest_scale**2)), 0.0)
+    best = kern.max(axis=1) if kern.shape[1] else np.zeros(len(tgt))  # (C,)
+    rel = (kern >= 0.5 * best[:, None]) & (kern >= cfg.nearest_floor) & visible
+    return rel, cfg.nearest_weight * best
 
 
 def bayes_auc(ds: Dataset, split: str = "test") -> float:

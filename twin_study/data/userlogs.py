@@ -129,6 +129,10 @@ class UserLogSpec:
     sep: str | None = None  # CSV separator (default: "," or tab for .tsv)
     impressions: str | None = None  # optional file of samples (user, item, time, label)
     impression_columns: dict[str, str] | None = None  # role -> its column there, if renamed
+    # Optional column of a known true click probability in [0, 1] (a simulator's ground truth),
+    # in the impressions file when there is one, else in the log: the data set then has a
+    # Bayes-optimal AUC, and the panel (notebook 08) reports the gap each model closes.
+    p_true: str | None = None
 
     @staticmethod
     def _as_map(value: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
@@ -320,6 +324,7 @@ def events_to_dataset(
     user_features: dict[str, np.ndarray] | None = None,
     user_vocab: dict[str, int] | None = None,
     meta: dict[str, Any] | None = None,
+    p_true: np.ndarray | None = None,
 ) -> Dataset:
     """Sort events, build the behaviour log and one sample per labelled event.
 
@@ -330,7 +335,8 @@ def events_to_dataset(
     is the behaviours (``in_history``) strictly before i in that order, i.e. ``hist_end`` =
     i's own position among them; an event with a label and at least ``min_history`` visible
     behaviours is a sample. ``split``: ``"global"`` (``time_split``) or ``"per_user"``
-    (``per_user_split``).
+    (``per_user_split``). ``p_true`` (optional, per event, NaN where unknown): the true click
+    probability, kept for the samples; every sample must have one.
     """
     if min_history < 0:
         raise ValueError(f"min_history must be >= 0, got {min_history}")
@@ -379,6 +385,14 @@ def events_to_dataset(
         split=s_split,
         request=np.arange(int(is_sample.sum()), dtype=np.int64),
     )
+    s_p_true = None
+    if p_true is not None:
+        s_p_true = np.asarray(p_true, dtype=np.float64)[order][is_sample]
+        if not np.isfinite(s_p_true).all():
+            raise ValueError(
+                f"{name}: {int((~np.isfinite(s_p_true)).sum())} sample(s) have no p_true; "
+                "a ground-truth column must be filled for every labelled row"
+            )
     ds = Dataset(
         name=name,
         items=items,
@@ -387,6 +401,7 @@ def events_to_dataset(
         user_features=dict(user_features or {}),
         user_vocab=dict(user_vocab or {}),
         meta=dict(meta or {}),
+        p_true=s_p_true,
     )
     return ds.validate()
 
@@ -701,6 +716,9 @@ def load_userlog(
         imp, imp_times, imp_labels, imp_path, n_imp_dropped = _read_impressions(
             spec, path, df, cfg.duplicates
         )
+    if spec.p_true:  # the ground truth lives where the labelled samples do
+        _parse_p_true(imp if imp is not None else df, spec.p_true,
+                      imp_path or path)  # fmt: skip
     if cfg.max_users is not None:
         users = df[spec.user] if imp is None else pd.concat([df[spec.user], imp[spec.user]])
         first = pd.Series(pd.unique(users)).sort_values().iloc[: cfg.max_users]
@@ -814,6 +832,13 @@ def load_userlog(
         "inconsistent_item_features": n_inconsistent,
         "params": asdict(cfg),
     }
+    p_true = None
+    if spec.p_true:
+        p_true = np.full(n_log + n_imp, np.nan)
+        if imp is None:
+            p_true[:n_log] = _parse_p_true(df, spec.p_true, path)
+        else:
+            p_true[n_log:] = _parse_p_true(imp, spec.p_true, imp_path)
     ds = events_to_dataset(
         cfg.name or path.stem,
         user=user_idx,
@@ -834,9 +859,27 @@ def load_userlog(
         user_features=user_features,
         user_vocab=user_vocab,
         meta=meta,
+        p_true=p_true,
     )
     ds.meta["load_seconds"] = _time.perf_counter() - t0
     return ds
+
+
+def _parse_p_true(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """The ground-truth column as floats in [0, 1]; a named error for a missing column, a
+    non-number or a value outside [0, 1] (rows with no label are allowed to be empty)."""
+    if column not in frame.columns:
+        raise UserLogError(f"{Path(path).name}: no column {column!r} (spec.p_true)")
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    bad = (~np.isnan(values) & ((values < 0) | (values > 1))) | (
+        np.isnan(values) & frame[column].notna().to_numpy()
+    )
+    if bad.any():
+        raise UserLogError(
+            f"{Path(path).name}: column {column!r}, row {_first_bad(bad)}: p_true must be a "
+            f"probability in [0, 1], got {frame[column].iloc[_first_bad(bad)]!r}"
+        )
+    return values
 
 
 def check_userlog(path: str | Path | None, spec: Any, params: Mapping[str, Any]) -> None:

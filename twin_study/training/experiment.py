@@ -33,8 +33,9 @@ from ..data.schema import Dataset
 from ..models.config import ModelConfig
 from ..models.ctr import CTRModel, build_model
 from ..seed import seed_everything
+from .metrics import all_metrics
 from .pretrain import pretrained_vectors
-from .train import TrainConfig, TrainResult, evaluate, fit
+from .train import TrainConfig, TrainResult, evaluate, fit, predict
 
 # Bump when a change alters trained results (4: emb_init_std 0.3, emb_lr 0.2; 5: the learning
 # curve evaluates whole validation requests, ``train.request_subset``).
@@ -186,7 +187,13 @@ def record(
     (also used by ``training.distributed``, whose rank 0 records what all ranks trained).
     ``started``: ``time.perf_counter()`` when training began."""
     key = run_key(ds, model, train)
-    metrics = {s: evaluate(net, ds, s, train) for s in ("valid", "test")}
+    metrics = {"valid": evaluate(net, ds, "valid", train)}
+    # The test predictions are kept beside the metrics (``predictions_on_test``): the panel's
+    # intervals resample test users, which needs every run's per-sample scores.
+    test_idx = ds.split_indices("test")
+    test_pred = predict(net, ds, test_idx, train, desc="eval test")
+    s = ds.samples
+    metrics["test"] = all_metrics(s.user[test_idx], s.label[test_idx], test_pred)
     train_info = dataclasses.asdict(tr) | {"wall_seconds": time.perf_counter() - started}
     result = RunResult(net, metrics, train_info, model.to_dict(), train.to_dict(), key, False)
     if cache:
@@ -195,5 +202,24 @@ def record(
         payload = {"metrics": metrics, "train": train_info, "model_config": model.to_dict(),
                    "train_config": train.to_dict()}  # fmt: skip
         result_json = json.dumps(payload, indent=2, default=float).encode()
-        store_run(key, {"model.pt": buf.getvalue(), "result.json": result_json})
+        pred = io.BytesIO()
+        np.save(pred, test_pred)
+        store_run(key, {"model.pt": buf.getvalue(), "result.json": result_json,
+                        PREDICTIONS: pred.getvalue()})  # fmt: skip
     return result
+
+
+PREDICTIONS = "test_pred.npy"  # a run's test-split click probabilities, in split order
+
+
+def predictions_on_test(ds: Dataset, res: RunResult, train: TrainConfig) -> np.ndarray:
+    """(n_test,) click probabilities of run ``res`` on ``ds``'s test split, in the split's
+    order: read from the results cache, or (an entry from before predictions were kept, or a
+    run made with ``cache=False``) computed again from the model -- the same numbers, since
+    evaluation is deterministic."""
+    path = runs_dir() / res.key / PREDICTIONS
+    if path.is_file():
+        out = np.load(path)
+        if len(out) == len(ds.split_indices("test")):
+            return out
+    return predict(res.model, ds, ds.split_indices("test"), train, desc="eval test")
