@@ -241,7 +241,8 @@ def test_staleness_verdict_and_claims():
     assert [c["verdict"] for c in claims] == ["by construction", "reproduced", "partly"]
     assert "plumbing check" in claims[0]["detail"]
     assert pc.consistency_claims("d", {"twin": 97.0}, {}, 1)[0]["verdict"] == "not reproduced"
-    assert claims[1]["effect"] == -40.0 and claims[2]["effect"] == -3.0
+    assert claims[1]["effect"] == 40.0 and claims[2]["effect"] == 3.0  # the claims' direction
+    assert [c["kind"] for c in claims] == ["check", "paper", "paper"]
     assert all(c["n_seeds"] in (1, 3) and c["dataset"] == "d" for c in claims)
     assert pc.consistency_claims("d", {"twin": 90.0, "sim_hard": 85.0}, {}, 1)[1]["verdict"] == (
         "not reproduced"

@@ -81,12 +81,14 @@ def test_section_is_rebuilt_between_the_markers(layout: Path):
     assert i01 < i03 < i04
     # 03: its table as written, its claims as a verdict table, its figure linked relatively
     assert "| TWIN | 0.7000 |" in body
-    row = "| TWIN > SIM Soft (GAUC) | synthetic | **reproduced** | +0.0123 (+1.80 %) | 0.0020 | 3 |"
+    row = ("| TWIN > SIM Soft (GAUC) | synthetic | paper | **reproduced** | +0.0123 (+1.80 %) | "
+           "0.0020 | 3 |")  # fmt: skip
     assert row in body
-    assert "| Table 4 order (GAUC) | synthetic | **partly** | +0.5000 |  | 3 |" in body
+    assert "| Table 4 order (GAUC) | synthetic | paper | **partly** | +0.5000 |  | 3 |" in body
     png = "figures/03_main_results/table4_synthetic.png"
     assert f"![03_main_results: table4_synthetic]({png})" in body
-    assert "1 reproduced, 1 partly (of 2)" in body
+    assert "**The paper's claims** as checked here, each counted once per data set: " \
+           "1 reproduced, 1 partly (of 2)" in body  # fmt: skip
     # 01 has neither claims nor tables: its scalars
     assert "- `flops_ratio`: 0.0071" in body and "- `n`: 10,000" in body
     # 04 has no results yet: said so, with the command that makes them

@@ -41,6 +41,7 @@ from ..models.attention import TwinAttention
 from ..models.config import ModelConfig
 from ..models.ctr import CTRModel, build_model
 from ..models.gsu import live_scores
+from .verdicts import RULES_VERSION
 
 F32, I64 = 4, 8  # bytes per value and per code
 METHODS = ("raw", "twin")  # raw MHTA (no split, no cache) and TWIN (split + item cache)
@@ -648,26 +649,37 @@ def complexity_claims(results: dict) -> list[dict]:
     The paper: the split cuts "the linear projection of K_h with 10^4 rows" by 99.3 %. It gives
     no time or FLOP breakdown, so FLOPs are checked against 99 %, and wall time (which the
     paper does not claim) is reported as the practical reading of the same claim.
-    """
+
+    The FLOP count is arithmetic on the design (the K_h projection is cached, so it is 100 %
+    gone), and the notebook asserts it: a check that cannot fail, kept out of the tally. Wall
+    time is this study's own question, one measurement: at best *partly* (one run, no spread),
+    and a saving short of the claimed 99.3 % is *not reproduced*, never *partly* (its effect,
+    measured against 99.3 %, has the wrong sign)."""
     flops = results["flop_reduction_at_1e4"]
     time_red = results.get("key_side_time_reduction_at_1e4")
     claims = [{
         "claim": "the feature split cuts the K_h projection cost by 99.3 % at L = 10^4 (FLOPs)",
-        "dataset": "-", "n_seeds": 1, "spread": None,
+        "dataset": "-", "n_seeds": 1, "spread": None, "kind": "check", "rule": "better",
+        "rules": RULES_VERSION,
         "effect": flops - 0.993,
         "verdict": "reproduced" if flops >= 0.99 else "not reproduced",
         "detail": f"key-side FLOPs −{100 * flops:.2f} % for one candidate; the projection "
-                  f"itself −{100 * results['projection_flop_reduction_at_1e4']:.0f} % (cached)",
+                  f"itself −{100 * results['projection_flop_reduction_at_1e4']:.0f} % (cached); "
+                  "analytic, from the design (the notebook asserts it): a check that cannot "
+                  "fail, not counted",
     }]  # fmt: skip
     if time_red is not None:
+        effect = time_red - 0.993
         claims.append({
             "claim": "… and the same saving in wall time (not claimed by the paper)",
-            "dataset": "-", "n_seeds": 1, "spread": None,
-            "effect": time_red - 0.993,
-            "verdict": "reproduced" if time_red >= 0.99 else ("partly" if time_red > 0 else
-                                                               "not reproduced"),
+            "dataset": "-", "n_seeds": 1, "spread": None, "kind": "study", "rule": "better",
+            "rules": RULES_VERSION,
+            "effect": effect,
+            # One timing run: no spread, so at best "partly"; short of 99.3 %: not reproduced.
+            "verdict": "partly" if effect > 0 else "not reproduced",
             "detail": f"key-side time −{100 * time_red:.1f} % per request (B = 1), "
                       f"{results['time_speedup_at_1e4']:.2f}× faster; a training batch "
-                      f"{results.get('time_speedup_train_batch_at_1e4', float('nan')):.2f}×",
+                      f"{results.get('time_speedup_train_batch_at_1e4', float('nan')):.2f}×; "
+                      "effect = measured saving − 99.3 %",
         })  # fmt: skip
     return claims

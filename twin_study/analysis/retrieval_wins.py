@@ -203,7 +203,10 @@ def claims(
     * ``a``'s GSU keeps more of the planted relevant behaviours than ``b``'s there;
     * ``b``'s GSU recall falls from the shortest L to the longest (the recency loss).
 
-    A claim whose models or values were not run is left out."""
+    A claim whose models or values were not run is left out. All are the study's own
+    questions (kind STUDY), not the paper's; ``b``'s recall, where ``b`` is a rule without
+    learned parameters (SIM Hard), is the same for every seed and becomes a CHECK that
+    cannot fail (``verdicts.Claim.of``; the notebook asserts it too)."""
     have = set(runs["model"])
     if not {a, b} <= have:
         return []
@@ -215,7 +218,8 @@ def claims(
     if hi_x != lo_x:
         for L in Ls:
             c = verdicts.claim_gap_widens(runs[runs["long_len"] == L], a, b, KNOB, lo_x, hi_x,
-                                          metric=metric, z=z, dataset="synthetic")  # fmt: skip
+                                          metric=metric, z=z, dataset="synthetic",
+                                          kind=verdicts.STUDY)  # fmt: skip
             grows = "grows as category predicts relevance less"
             c.claim = f"{a} − {b} ({metric.upper()}) {grows}, L = {L:,}"
             c.statement = (
@@ -226,12 +230,14 @@ def claims(
     at = {KNOB: lo_x, "long_len": hi_L}
     out.append(verdicts.claim_better(
         runs, {"model": a, **at}, {"model": b, **at}, metric, z=z, dataset=dataset,
+        kind=verdicts.STUDY,
         claim=f"{a} > {b} ({metric.upper()}) at L = {hi_L:,}",
         statement=f"at L = {hi_L:,} coarse retrieval loses: {a} beats {b} even where category "
         "predicts relevance perfectly",
     ))  # fmt: skip
     out.append(verdicts.claim_better(
         runs, {"model": a, **at}, {"model": b, **at}, "recall_gsu", z=z, dataset=dataset,
+        kind=verdicts.STUDY,
         claim=f"{a}'s GSU keeps more planted relevance than {b}'s at L = {hi_L:,}",
         statement="a learned GSU finds the behaviours that decide the click; a category filter "
         "keeps the most recent of its category",
@@ -240,6 +246,7 @@ def claims(
         out.append(verdicts.claim_better(
             runs, {"model": b, KNOB: lo_x, "long_len": lo_L},
             {"model": b, KNOB: lo_x, "long_len": hi_L}, "recall_gsu", z=z, dataset=dataset,
+            kind=verdicts.STUDY,
             claim=f"{b}'s GSU recall falls from L = {lo_L:,} to {hi_L:,}",
             statement="the longer the window, the more same-category behaviours compete for "
             "the k slots, and the smaller the share of relevant ones a category filter keeps",
@@ -348,7 +355,7 @@ def budget_claims(
     """The budget section's readings, paired by seed, for each rival of ``a`` that was run:
     ``a`` gains more validation AUC than the rival from the grid's budget to the end of the
     longer run (a learner still climbing is the one more data helps), and ``a`` beats the
-    rival on test AUC at the end."""
+    rival on test AUC at the end. The study's own questions (kind STUDY)."""
     out = []
     have = set(runs["model"])
     if a not in have or runs.empty:
@@ -357,13 +364,13 @@ def budget_claims(
     dataset = str(runs["dataset"].iloc[0])
     for b in (r for r in rivals if r in have):
         out.append(verdicts.claim_better(
-            runs, a, b, "valid_auc_gain", z=z, dataset=dataset,
+            runs, a, b, "valid_auc_gain", z=z, dataset=dataset, kind=verdicts.STUDY,
             claim=f"{a} gains more than {b} from {at:,} to {end:,} samples (validation AUC)",
             statement="the joint learner's curve is the steeper one: more data narrows or "
             "reverses a lead that a pre-trained or fixed retrieval has early",
         ))  # fmt: skip
         out.append(verdicts.claim_better(
-            runs, a, b, "auc", z=z, dataset=dataset,
+            runs, a, b, "auc", z=z, dataset=dataset, kind=verdicts.STUDY,
             claim=f"{a} > {b} (test AUC) after {end:,} samples",
             statement=f"with {end:,} training samples {a} leads {b}",
         ))  # fmt: skip

@@ -305,28 +305,82 @@ def curve_status(
     """Did each run's validation LogLoss flatten before its budget ran out?
 
     ``gain_in_tail``: how much the best validation LogLoss so far still fell during the last
-    ``tail`` share of the samples seen. Below ``tol`` the curve counts as flattened (the run
-    reached its plateau); otherwise the budget stopped it while it was still learning, and a
-    comparison with it understates what the model can do."""
+    ``tail`` share of the samples seen, read from the curve point nearest the start of that
+    share (``tail_from``). Checkpoints land a batch past each multiple of ``eval_every``, so
+    "the last point <= the start" read one interval early: with points every 50,000 of
+    400,000 samples it measured the last 3/8, not the last quarter (the off-by-one af1b46d
+    fixed in 06's budget reading); ties go to the earlier point. Below ``tol`` the curve
+    counts as flattened (the run reached its plateau); otherwise the budget stopped it while
+    it was still learning, and a comparison with it understates what the model can do."""
     rows = []
     for key, g in curves.groupby(list(by), sort=False):
         g = g.sort_values(["epoch", "samples_seen"])
         seen = g["samples_seen"].to_numpy(float)
         loss = np.fmin.accumulate(g["valid_logloss"].to_numpy(float))  # best so far
         cut = seen[-1] * (1 - tail)
-        before = loss[seen <= cut][-1] if (seen <= cut).any() else np.nan
-        gain = float(before - loss[-1]) if np.isfinite(before) else np.nan
+        # The nearest point among all but the last (the last cannot start its own tail).
+        i = int(np.abs(seen[:-1] - cut).argmin()) if len(seen) > 1 else -1
+        gain = float(loss[i] - loss[-1]) if i >= 0 else np.nan
         rows.append(
             {
                 **dict(zip(by, key, strict=True)),
                 "points": len(g),
                 "samples_seen": int(seen[-1]),
+                "tail_from": int(seen[i]) if i >= 0 else -1,
                 "best_logloss": float(loss[-1]),
                 "gain_in_tail": gain,
                 "flattened": bool(np.isfinite(gain) and gain < tol),
             }
         )
     return pd.DataFrame(rows)
+
+
+def logloss_se(
+    label: np.ndarray, prob: np.ndarray, groups: np.ndarray | None = None, n: int = 0
+) -> float:
+    """Standard error of the mean LogLoss of ``prob`` on ``label`` from sampling alone,
+    scaled to a subset of ``n`` samples (0: all of them).
+
+    ``groups`` (e.g. request ids) makes it cluster-robust: the validation subset of a
+    learning curve is made of whole requests (``training.train.request_subset``), whose
+    samples share a user and a history, so they are not independent. The subset's s.e. is
+    the whole split's times sqrt(N / n) (a random share of the clusters). This is the noise
+    of one reading of the curve; the flattening rule compares two readings on the same
+    subset, whose difference is noisier than this only when their per-sample losses
+    correlate below 0.5."""
+    y = np.asarray(label, float)
+    p = np.clip(np.asarray(prob, float), 1e-7, 1 - 1e-7)
+    loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    N = len(loss)
+    if N < 2:
+        return float("nan")
+    dev = loss - loss.mean()
+    if groups is None:
+        se = float(dev.std(ddof=1) / np.sqrt(N))
+    else:
+        sums = pd.Series(dev).groupby(np.asarray(groups)).sum().to_numpy()
+        g = len(sums)
+        if g < 2:
+            return float("nan")
+        se = float(np.sqrt((sums**2).sum() * g / (g - 1)) / N)  # clustered (CR1) s.e.
+    return se * float(np.sqrt(N / n)) if n and n < N else se
+
+
+def eval_logloss_se(ds, n_samples: int, split: str = "valid") -> float:
+    """The noise (s.e.) of a validation LogLoss read on a subset of whole requests holding
+    about ``n_samples`` samples (a learning curve's ``eval_samples``; 0: the whole split).
+
+    Measured with the best predictions the data offers: the planted truth ``p_true`` where
+    there is one (a trained model's losses spread about as much), else the training split's
+    click rate. Compare it with ``curve_status``'s ``tol``: a tolerance below the subset's
+    noise cannot tell a flat curve from a noisy one."""
+    idx = ds.split_indices(split)
+    y = ds.samples.label[idx]
+    if getattr(ds, "p_true", None) is not None:
+        p = ds.p_true[idx]
+    else:
+        p = np.full(len(idx), float(ds.samples.label[ds.split_indices("train")].mean()))
+    return logloss_se(y, p, ds.samples.request[idx], n_samples)
 
 
 def tuning_settings(
