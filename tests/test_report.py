@@ -151,3 +151,34 @@ def test_cli(layout: Path, capsys):
     assert cli.main(["report", "--readme", str(layout / "README.md"), "--figures", str(empty),
                      "--notebooks", str(empty)]) == 1  # fmt: skip
     assert "no paper-profile results" in capsys.readouterr().err
+
+
+def test_headline_block_is_the_panels_headline(tmp_path: Path) -> None:
+    """A README with headline markers gets the panel's generated headline there (and a line
+    saying the panel has not run, before it has); --check then passes."""
+    text = README.format(START=report.START, END=report.END).replace(
+        "## Results\n",
+        f"## Results\n\n{report.HEADLINE_START}\nhand-written\n{report.HEADLINE_END}\n",
+    )
+    (tmp_path / "README.md").write_text(text)
+    figs = tmp_path / "figures"
+    save_results(figs / "03_main_results", {"claims": []})
+    report.update_readme(tmp_path / "README.md", figs)
+    assert "has no paper-profile results yet" in (tmp_path / "README.md").read_text()
+    save_results(figs / report.PANEL_STEM, {"headline": "**Across the panel's 5 worlds** X.",
+                                            "headline_gauc": "Y."})  # fmt: skip
+    (figs / report.PANEL_STEM / "effects_auc.png").write_bytes(b"\x89PNG fake")
+    assert report.update_readme(tmp_path / "README.md", figs)
+    out = (tmp_path / "README.md").read_text()
+    block = out.split(report.HEADLINE_START)[1].split(report.HEADLINE_END)[0]
+    assert "**Across the panel's 5 worlds** X." in block and "In GAUC: Y." in block
+    assert "figures/08_panel/effects_auc.png" in block and "hand-written" not in out
+    assert not report.update_readme(tmp_path / "README.md", figs, check=True)
+
+
+def test_the_readme_opens_its_results_with_the_generated_headline() -> None:
+    from twin_study import paths
+
+    text = (paths.REPO_ROOT / "README.md").read_text()
+    after = text.split("\n## Results\n", 1)[1].lstrip("\n")
+    assert after.startswith(report.HEADLINE_START)
