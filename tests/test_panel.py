@@ -258,3 +258,29 @@ def test_a_tiny_world_runs_end_to_end(tmp_path, monkeypatch):
     assert panel_run.committed_world(tmp_path, "tiny", "another-digest") is None
     summary = panel_run.summarise({"tiny": rec}, spec)
     assert "Across the panel's 1 worlds" in summary["headline"]
+
+
+def test_panel_claims_follow_the_declared_rule():
+    import pandas as pd
+
+    from twin_study.analysis.verdicts import rule_violations
+
+    rows = [  # rival, wins, ties, losses, mean effect
+        ("all wins", 5, 0, 0, 0.01),
+        ("some wins", 2, 3, 0, 0.004),
+        ("ties only", 0, 5, 0, 0.001),
+        ("one loss", 4, 0, 1, 0.008),
+        ("wins but mean <= 0", 1, 4, 0, -0.001),
+    ]
+    summary = pd.DataFrame(
+        [{"rival": r, "metric": "auc", "wins": w, "ties": t, "losses": lo, "n_worlds": 5,
+          "mean_effect": m, "min_effect": m - 0.01, "max_effect": m + 0.01, "won_in": "",
+          "lost_in": "x" if lo else ""} for r, w, t, lo, m in rows]
+    )  # fmt: skip
+    claims = {c.claim.split(" > ")[1].split(" across")[0]: c for c in stats.panel_claims(summary)}
+    assert claims["all wins"].verdict == "reproduced"
+    assert claims["some wins"].verdict == "partly"
+    assert claims["ties only"].verdict == "not reproduced"
+    assert claims["one loss"].verdict == "not reproduced"
+    assert claims["wins but mean <= 0"].verdict == "not reproduced"
+    assert all(not rule_violations(c) and c.kind == "paper" for c in claims.values())

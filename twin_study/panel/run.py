@@ -181,8 +181,10 @@ def summarise(worlds: Mapping[str, dict[str, Any]], spec: PanelSpec) -> dict[str
     ref = spec.analysis.reference
     summary = stats.across_worlds(eff, met, ref)
     ranks = stats.reference_ranks(met, ref)
+    claims = stats.panel_claims(summary, ref, len(spec.budget.train_seeds))
     return {
         "summary": summary.to_dict("records"),
+        "claims": [c.to_dict() for c in claims],
         "ranks": ranks.to_dict("records"),
         "headline": stats.headline(summary, met, len(worlds), spec.analysis.level, ref),
         "headline_gauc": stats.headline(

@@ -331,3 +331,33 @@ def headline(summary: pd.DataFrame, ranks: pd.DataFrame, n_worlds: int, level: f
         f"{verdict}. Per rival: {'; '.join(parts)}. {reference} ranks first by mean test "
         f"{metric.upper()} in {firsts} of {len(r)} worlds (rank per world: {rank_txt})."
     )
+
+
+def panel_claims(summary: pd.DataFrame, reference: str = "TWIN", n_seeds: int = 2) -> list:
+    """The paper's "TWIN beats every baseline" judged per rival and metric across the worlds,
+    by the rule declared in panel.yaml: *reproduced* when TWIN wins in every world; *partly*
+    when it loses in none, wins in at least one and its mean effect is > 0; *not
+    reproduced* otherwise. ``summary``: ``across_worlds`` rows. Returns ``verdicts.Claim``s
+    (kind paper, rule "all": one per rival and metric, dataset "panel")."""
+    from ..analysis import verdicts as v
+
+    out = []
+    for r in summary.itertuples():
+        if r.wins == r.n_worlds:
+            verdict = v.REPRODUCED
+        elif r.losses == 0 and r.wins >= 1 and r.mean_effect > 0:
+            verdict = v.PARTLY
+        else:
+            verdict = v.NOT_REPRODUCED
+        detail = f"{r.wins} win(s), {r.ties} tie(s), {r.losses} loss(es) over {r.n_worlds} worlds"
+        if r.lost_in:
+            detail += f"; lost in {r.lost_in}"
+        out.append(v.Claim(
+            claim=f"{reference} > {r.rival} across worlds ({r.metric.upper()})",
+            statement="TWIN beats every baseline of Table 4",
+            verdict=verdict, effect=float(r.mean_effect),
+            spread=float(r.max_effect - r.min_effect), n_seeds=n_seeds,
+            metric=f"{r.metric} (mean over worlds; spread = range)", detail=detail,
+            dataset="panel", kind=v.PAPER, rule=v.ALL,
+        ))  # fmt: skip
+    return out
