@@ -284,3 +284,20 @@ def test_panel_claims_follow_the_declared_rule():
     assert claims["one loss"].verdict == "not reproduced"
     assert claims["wins but mean <= 0"].verdict == "not reproduced"
     assert all(not rule_violations(c) and c.kind == "paper" for c in claims.values())
+
+
+def test_a_partial_panel_says_so_and_caps_its_claims():
+    import pandas as pd
+
+    summary = pd.DataFrame([{"rival": "SIM Soft", "metric": "auc", "wins": 2, "ties": 0,
+                             "losses": 0, "n_worlds": 2, "mean_effect": 0.01, "min_effect": 0.005,
+                             "max_effect": 0.015, "won_in": "a, b", "lost_in": ""}])  # fmt: skip
+    pairs = (("TWIN", 1), ("SIM Soft", 2))
+    ranks = pd.DataFrame([{"world": w, "model": m, "rank_auc": r, "rank_gauc": r}
+                          for w in ("a", "b") for m, r in pairs])  # fmt: skip
+    text = stats.headline(summary, ranks, 2, 0.95, missing=["c", "d"])
+    assert text.startswith("**Partial panel: 2 of 4 declared worlds have run** (not yet: c, d)")
+    (full,) = stats.panel_claims(summary)
+    (part,) = stats.panel_claims(summary, missing=["c", "d"])
+    assert full.verdict == "reproduced" and part.verdict == "partly"
+    assert "not yet run: c, d" in part.detail

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,22 +174,29 @@ def _mean_or_none(xs: list[float | None]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def summarise(worlds: Mapping[str, dict[str, Any]], spec: PanelSpec) -> dict[str, Any]:
-    """The across-world summary of per-world analyses (``analyse_world`` records)."""
+def summarise(
+    worlds: Mapping[str, dict[str, Any]], spec: PanelSpec, declared: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The across-world summary of per-world analyses (``analyse_world`` records);
+    ``declared``: every world the panel declares, so a partial run says what is missing."""
     eff = pd.DataFrame([{**e, "world": w} for w, r in worlds.items() for e in r["effects"]])
     met = pd.DataFrame([{**m, "world": w} for w, r in worlds.items() for m in r["metrics"]])
     ref = spec.analysis.reference
     summary = stats.across_worlds(eff, met, ref)
     ranks = stats.reference_ranks(met, ref)
-    claims = stats.panel_claims(summary, ref, len(spec.budget.train_seeds))
+    missing = [w for w in declared if w not in worlds]
+    claims = stats.panel_claims(summary, ref, len(spec.budget.train_seeds), missing)
     return {
         "summary": summary.to_dict("records"),
         "claims": [c.to_dict() for c in claims],
         "ranks": ranks.to_dict("records"),
-        "headline": stats.headline(summary, met, len(worlds), spec.analysis.level, ref),
+        "missing_worlds": missing,
+        "headline": stats.headline(
+            summary, met, len(worlds), spec.analysis.level, ref, missing=missing
+        ),
         "headline_gauc": stats.headline(
-            summary, met, len(worlds), spec.analysis.level, ref, metric="gauc"
-        ),  # fmt: skip
+            summary, met, len(worlds), spec.analysis.level, ref, metric="gauc", missing=missing
+        ),
     }
 
 

@@ -299,8 +299,11 @@ def reference_ranks(ranks: pd.DataFrame, reference: str = "TWIN") -> pd.DataFram
 
 
 def headline(summary: pd.DataFrame, ranks: pd.DataFrame, n_worlds: int, level: float,
-             reference: str = "TWIN", metric: str = "auc") -> str:  # fmt: skip
-    """The README's first results paragraph, written from the across-world summary alone."""
+             reference: str = "TWIN", metric: str = "auc",
+             missing: Sequence[str] = ()) -> str:  # fmt: skip
+    """The README's first results paragraph, written from the across-world summary alone;
+    ``missing``: declared worlds without results yet (said first, so a partial panel never
+    reads as the whole)."""
     s = summary[summary.metric == metric]
     r = reference_ranks(ranks, reference)
     firsts = int((r.rank_auc == 1).sum())
@@ -324,7 +327,13 @@ def headline(summary: pd.DataFrame, ranks: pd.DataFrame, n_worlds: int, level: f
         verdict += (
             f"; it loses to {', '.join(f'{x.rival} ({x.lost_in})' for x in loses.itertuples())}"
         )
-    return (
+    partial = (
+        f"**Partial panel: {n_worlds} of {n_worlds + len(missing)} declared worlds have run** "
+        f"(not yet: {', '.join(missing)}). "
+        if missing
+        else ""
+    )
+    return partial + (
         f"**Across the panel's {n_worlds} worlds** ({metric.upper()}, {reference} minus each "
         f"rival; a world counts as a win or a loss when its {level:.0%} hierarchical-bootstrap "
         f"interval — world draws, training seeds and test users resampled — excludes zero): "
@@ -333,12 +342,16 @@ def headline(summary: pd.DataFrame, ranks: pd.DataFrame, n_worlds: int, level: f
     )
 
 
-def panel_claims(summary: pd.DataFrame, reference: str = "TWIN", n_seeds: int = 2) -> list:
+def panel_claims(
+    summary: pd.DataFrame, reference: str = "TWIN", n_seeds: int = 2, missing: Sequence[str] = ()
+) -> list:
     """The paper's "TWIN beats every baseline" judged per rival and metric across the worlds,
     by the rule declared in panel.yaml: *reproduced* when TWIN wins in every world; *partly*
     when it loses in none, wins in at least one and its mean effect is > 0; *not
-    reproduced* otherwise. ``summary``: ``across_worlds`` rows. Returns ``verdicts.Claim``s
-    (kind paper, rule "all": one per rival and metric, dataset "panel")."""
+    reproduced* otherwise. ``summary``: ``across_worlds`` rows. With declared worlds
+    ``missing`` (a partial panel) *reproduced* is capped at *partly*: the claim is about every
+    world. Returns ``verdicts.Claim``s (kind paper, rule "all": one per rival and metric,
+    dataset "panel")."""
     from ..analysis import verdicts as v
 
     out = []
@@ -352,6 +365,9 @@ def panel_claims(summary: pd.DataFrame, reference: str = "TWIN", n_seeds: int = 
         detail = f"{r.wins} win(s), {r.ties} tie(s), {r.losses} loss(es) over {r.n_worlds} worlds"
         if r.lost_in:
             detail += f"; lost in {r.lost_in}"
+        if missing:
+            verdict = v.PARTLY if verdict == v.REPRODUCED else verdict
+            detail += f"; partial panel, not yet run: {', '.join(missing)}"
         out.append(v.Claim(
             claim=f"{reference} > {r.rival} across worlds ({r.metric.upper()})",
             statement="TWIN beats every baseline of Table 4",
