@@ -195,8 +195,8 @@ def summarise(
             summary, met, len(worlds), spec.analysis.level, ref, missing=missing
         ),
         "headline_gauc": stats.headline(
-            summary, met, len(worlds), spec.analysis.level, ref, metric="gauc", missing=missing
-        ),
+            summary, met, len(worlds), spec.analysis.level, ref, metric="gauc"
+        ),  # the AUC paragraph before it already says which worlds are missing
     }
 
 
