@@ -256,6 +256,9 @@ def test_a_tiny_world_runs_end_to_end(tmp_path, monkeypatch):
     panel_run.save_world(tmp_path, rec)
     assert panel_run.committed_world(tmp_path, "tiny", rec["digest"])["world"] == "tiny"
     assert panel_run.committed_world(tmp_path, "tiny", "another-digest") is None
+    tab = panel_run.world_table({"tiny": rec})
+    assert tab.loc[0, "TWIN rank"] in (1, 2, 3) and tab.loc[0, "draws"] == len(spec.data_seeds)
+    assert tab.loc[0, "positive rate"] == pytest.approx(rec["positive_rate"])
     summary = panel_run.summarise({"tiny": rec}, spec)
     assert "Across the panel's 1 worlds" in summary["headline"]
 

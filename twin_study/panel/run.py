@@ -236,3 +236,23 @@ def committed_world(out_dir, name: str, digest: str) -> dict[str, Any] | None:
         return None
     rec = json.loads(path.read_text())
     return rec if rec.get("digest") == digest else None
+
+
+def world_table(records: Mapping[str, Mapping[str, Any]], reference: str = "TWIN") -> pd.DataFrame:
+    """One row per world: its question, draws, positive rate, Bayes AUC, the best model,
+    ``reference``'s rank and test AUC, the gap it closes and its curves' flattened share."""
+    rows = []
+    for w, r in records.items():
+        met = pd.DataFrame(r["metrics"]).set_index("model")
+        gap = {g["model"]: g["closure"] for g in (r.get("gap_closed") or [])}
+        rows.append({
+            "world": w, "question": r["question"], "draws": len(r["draws"]),
+            "positive rate": r["positive_rate"], "Bayes AUC": r["bayes_auc"],
+            "best (AUC)": str(met["auc_mean"].idxmax()),
+            f"{reference} rank": int(met.loc[reference, "rank_auc"]),
+            f"{reference} AUC": float(met.loc[reference, "auc_mean"]),
+            f"{reference} gap closed": gap.get(reference),
+            f"{reference} flattened": r["flattened"].get(reference),
+            "minutes": r["seconds"] / 60,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
