@@ -169,6 +169,13 @@ def analyse_world(spec: PanelSpec, rec: WorldRecord) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def frame_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """``df.to_dict("records")`` with missing values as None. A frame built from records
+    where a field is None for some rows (a t over one draw, MovieLens's Bayes AUC) holds NaN
+    there, which strict JSON (``results.to_jsonable``) rightly refuses."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
 def _mean_or_none(xs: list[float | None]) -> float | None:
     v = [x for x in xs if x is not None]
     return float(np.mean(v)) if v else None
@@ -187,9 +194,9 @@ def summarise(
     missing = [w for w in declared if w not in worlds]
     claims = stats.panel_claims(summary, ref, len(spec.budget.train_seeds), missing)
     return {
-        "summary": summary.to_dict("records"),
+        "summary": frame_records(summary),
         "claims": [c.to_dict() for c in claims],
-        "ranks": ranks.to_dict("records"),
+        "ranks": frame_records(ranks),
         "missing_worlds": missing,
         "headline": stats.headline(
             summary, met, len(worlds), spec.analysis.level, ref, missing=missing
