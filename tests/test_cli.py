@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import json
+import subprocess
+import sys
 
 import pytest
 from conftest import DEFAULT_PARAMS, write_notebook
@@ -28,10 +32,45 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"twin-study {__version__}"
 
 
-def test_subcommands_expose_the_hooks():
-    for module_name, _help in cli.SUBCOMMANDS.values():
-        module = importlib.import_module(module_name)
-        assert callable(module.add_arguments) and callable(module.main)
+# The least each subcommand parses without a usage error.
+MINIMAL_ARGV = {"data": ["list"]}
+
+
+@pytest.mark.parametrize("name", sorted(cli.SUBCOMMANDS))
+def test_each_subcommand_parses_its_options_and_runs_its_main(name, capsys, monkeypatch):
+    module = importlib.import_module(cli.SUBCOMMANDS[name][0])
+    own = argparse.ArgumentParser(prog=f"twin-study {name}")
+    module.add_arguments(own)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([name, "--help"])
+    assert exit_.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"usage: twin-study {name}")
+    declared = []  # its options, and the actions of a nested command (data list, ...)
+    for action in own._actions:
+        declared += action.option_strings
+        declared += list(action.choices or {}) if action.nargs == argparse.PARSER else []
+    assert declared and all(word in shown for word in declared), (declared, shown)
+    # The parsed arguments reach the module's main, whose return value is the exit code.
+    seen = []
+    monkeypatch.setattr(module, "main", lambda args: seen.append(args) or 42)
+    assert cli.main([name, *MINIMAL_ARGV.get(name, [])]) == 42
+    assert len(seen) == 1 and seen[0].command == name
+
+
+def test_building_one_command_imports_only_its_module():
+    """The lazy registry: `twin-study run` pays neither for torch nor for the other commands."""
+    others = sorted(m for n, (m, _) in cli.SUBCOMMANDS.items() if n != "run")
+    code = (
+        "import json, sys\n"
+        "from twin_study import cli\n"
+        "cli.build_parser('run')\n"
+        f"print(json.dumps([m for m in ['torch', *{others!r}] if m in sys.modules]))\n"
+        "print(cli.SUBCOMMANDS['run'][0] in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, runner_loaded = done.stdout.splitlines()
+    assert json.loads(loaded) == [] and runner_loaded == "True"
 
 
 def test_no_command_is_a_usage_error(capsys):

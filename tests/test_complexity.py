@@ -3,6 +3,8 @@ bench command's arguments. Fast: tiny catalogues and histories, no timing assert
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -74,12 +76,38 @@ def test_pick_and_tags():
     assert [cx.L_tag(L) for L in (1000, 10_000, 5000)] == ["1e3", "1e4", "5000"]
 
 
-def test_stage_times_add_up(models):
-    batch = cx.random_batch(models["twin"], 300, 4, 2)
-    t = cx.stage_times(models["twin"], batch, repeats=1)
-    assert set(t) == {*cx.STAGES, "total"}
-    assert sum(t[s] for s in cx.STAGES) == pytest.approx(t["total"])
-    assert "scores" not in vars(models["twin"].gsu)  # the stage clock is removed again
+def test_stage_times_charge_each_stage_its_own_time(models, monkeypatch):
+    """A fake clock that only the model's stages advance, each by its own power of two: every
+    stage must come back with exactly its amount (scoring inside the select is not charged to
+    the merge, the ESU's attention not to the short-term branch's, the MLP to the rest)."""
+    model = models["twin"]
+    now = [0.0]
+    monkeypatch.setattr(cx, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def costing(seconds, fn):
+        def wrapper(*args, **kwargs):
+            now[0] += seconds(*args) if callable(seconds) else seconds
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    gsu_cls = type(model.gsu)
+    monkeypatch.setattr(gsu_cls, "scores", costing(1.0, gsu_cls.scores))
+    monkeypatch.setattr(gsu_cls, "select", costing(2.0, gsu_cls.select))
+
+    def esu_or_short(self, att, *_):  # noqa: ANN001, ANN202
+        return 4.0 if att is self.esu else 8.0
+
+    monkeypatch.setattr(type(model), "_attend", costing(esu_or_short, type(model)._attend))
+    hook = model.mlp.register_forward_pre_hook(lambda *_: now.__setitem__(0, now[0] + 16.0))
+    try:
+        t = cx.stage_times(model, cx.random_batch(model, 300, 4, 2), repeats=3)
+    finally:
+        hook.remove()
+    assert t == {"CP-GSU scoring": 1.0, "top-k merge": 2.0, "ESU": 4.0, "short-term": 8.0,
+                 "embeddings + MLP": 16.0, "total": 31.0}  # fmt: skip
+    assert list(t)[:-1] == list(cx.STAGES)
+    assert "scores" not in vars(model.gsu) and "_attend" not in vars(model)  # clock removed
 
 
 def test_random_batch_shapes(models):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,48 @@ def test_run_injects_profile_then_skips_until_forced(study, capsys):
     assert [o.status for o in summary.outcomes] == ["ran"]
     assert load_results(out)["n"] == 7
     assert "1 ran, 0 skipped, 0 failed, 0 not run" in capsys.readouterr().out
+
+
+def _mark_done(study: Path) -> None:
+    """Give every planned quick-profile job the stamp and files a successful run leaves."""
+    for job in runner.plan(runner.discover(study / "notebooks"), "quick", root=study):
+        job.executed.parent.mkdir(parents=True, exist_ok=True)
+        job.executed.write_text("{}")
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        (job.out_dir / "results.json").write_text("{}")
+        stamp = {"sha256": runner.job_digest(job, runner.package_digest())}
+        job.stamp_path.write_text(json.dumps(stamp))
+
+
+@pytest.mark.parametrize(
+    "edit, stale",
+    [
+        ("models/gsu_select.cpp", True),  # a kernel
+        ("models/common.h", True),  # the kernels' header
+        ("profiles/paper.yaml", True),  # a profile
+        ("panel/panel.yaml", True),  # the panel's declaration
+        ("models/config.py", True),
+        ("models/__pycache__/config.cpython-311.pyc", False),  # build artefacts are not sources
+        ("models/native_build.so", False),
+        ("models/.config.py.swp", False),
+    ],
+)
+def test_an_edited_source_makes_the_notebooks_out_of_date(study, monkeypatch, capsys, edit, stale):
+    package = study / "twin_study"
+    shutil.copytree(paths.PACKAGE_DIR, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(paths, "PACKAGE_DIR", package)
+    write_notebook(study / "notebooks" / "01_tiny.ipynb", TINY_PARAMS, RECORD)
+    _mark_done(study)
+    runner.list_notebooks(root=study)
+    assert "01_tiny                  up to date" in capsys.readouterr().out
+
+    target = package / edit
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a") as f:
+        f.write("\n// edited\n")
+    runner.list_notebooks(root=study)
+    state = "to run" if stale else "up to date"
+    assert f"01_tiny                  {state}" in capsys.readouterr().out
 
 
 def test_failing_notebook_leaves_nothing_marked_done(study, capsys):

@@ -11,7 +11,9 @@ copy of the layout (``root/notebooks``, ``root/figures``, ``root/outputs``).
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -84,3 +86,36 @@ def cache_dir() -> Path:
     path = Path(env).expanduser() if env else Path.home() / ".cache" / "twin-study"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# What a checkout's package folder holds besides its sources: build artefacts and caches.
+_NOT_SOURCE_SUFFIXES = {".pyc", ".pyo", ".pyd", ".so", ".o", ".dylib", ".dll"}
+# The native kernels' sources (twin_study/models/*.cpp, common.h).
+KERNEL_SUFFIXES = {".c", ".cc", ".cpp", ".cxx", ".h", ".hpp", ".cu"}
+
+
+def package_sources(package_dir: Path | None = None) -> list[Path]:
+    """Every file of the package that can change a result, sorted: Python, the C++ kernels and
+    their header, the yaml profiles and panel declaration, any data file added later. Left
+    out: ``__pycache__`` and hidden files or folders (editor swap files, checkpoints), build
+    artefacts (``.so``, ``.o``, ``.pyc``) and backups ending in ``~``. ``package_dir``
+    defaults to ``PACKAGE_DIR`` as it is at call time (tests point it at a scratch copy)."""
+    root = PACKAGE_DIR if package_dir is None else Path(package_dir)
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") or part == "__pycache__"
+                    for part in p.relative_to(root).parts)
+        and p.suffix not in _NOT_SOURCE_SUFFIXES
+        and not p.name.endswith("~")
+    )  # fmt: skip
+
+
+def digest_files(files: Iterable[Path], root: Path) -> str:
+    """sha256 over ``files`` (each one's path relative to ``root``, then its content)."""
+    h = hashlib.sha256()
+    for path in files:
+        h.update(Path(path).relative_to(root).as_posix().encode() + b"\0")
+        h.update(Path(path).read_bytes() + b"\0")
+    return h.hexdigest()

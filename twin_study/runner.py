@@ -8,8 +8,9 @@ A run of profile P over notebooks ``notebooks/NN_*.ipynb`` (in NN order):
    cell (``papermill.inspect_notebook``) before anything executes. A profile override must
    name a parameter of its notebook; a ``-p`` extra goes to the selected notebooks that
    declare it and is an error only when none does (``-p n_users=50`` skips 01_complexity);
-2. skip a notebook whose stamp (sha256 of notebook source + parameters + package sources)
-   matches and whose results.json exists, unless ``force``;
+2. skip a notebook whose stamp (sha256 of notebook source + parameters + package sources,
+   ``.cpp`` / ``.h`` / ``.yaml`` included) matches and whose results.json exists, unless
+   ``force``;
 3. execute it into a temp file, rename it to ``outputs/executed/P/<stem>.ipynb`` and write
    the stamp; on failure keep ``<stem>.failed.ipynb`` for inspection, no stamp, and stop:
    later notebooks are reported as not run. The executed copy of the last good run is left
@@ -423,12 +424,10 @@ def prepare(
 
 
 def package_digest() -> str:
-    """sha256 over every ``twin_study/**/*.py`` (path and content)."""
-    h = hashlib.sha256()
-    for path in sorted(paths.PACKAGE_DIR.rglob("*.py")):
-        h.update(path.relative_to(paths.PACKAGE_DIR).as_posix().encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
-    return h.hexdigest()
+    """sha256 over every source of the package (``paths.package_sources``: path and content
+    of the Python modules, the C++ kernels and ``common.h``, the yaml profiles and
+    ``panel.yaml``), so an edited kernel or profile leaves every notebook out of date."""
+    return paths.digest_files(paths.package_sources(), paths.PACKAGE_DIR)
 
 
 def job_digest(job: Job, package: str) -> str:
