@@ -33,6 +33,7 @@ from .gsu import (
     RecentGSU,
     SdimGSU,
     SoftGSU,
+    compact_items,
     live_scores,
 )
 
@@ -82,11 +83,13 @@ class SdimLinear(nn.Module):
         self.proj = nn.Linear(H, d_out)
 
     def forward(self, emb: FeatureEmbedder, x: GsuInput) -> torch.Tensor:
-        table = self.gsu.buckets()  # (n_items + 1, G)
+        # Only the items the batch reads, renumbered, once the catalogue outgrows the batch.
+        items, x = compact_items(x, emb.n_items) if x.fast else (None, x)
+        table = self.gsu.buckets(items)  # (n_items + 1, G), or (U, G)
         n_b, G = 2**self.gsu.tau, self.gsu.groups
         lib = native.sdim_pool_lib(table, x.hist_item) if x.fast else None
         if lib is not None:  # the kernel: each behaviour's row added where a target collides
-            ids = torch.arange(table.shape[0], device=table.device)
+            ids = torch.arange(table.shape[0], device=table.device) if items is None else items
             inp = native.SdimPoolInput(table, n_b, x.hist_item, x.n_valid(), x.target, x.req)
             v = _SdimPool.apply(emb.inherent(ids), lib, inp)  # (B, G, H)
             return self.proj(F.normalize(v, dim=-1).sum(1) / G)
@@ -97,9 +100,10 @@ class SdimLinear(nn.Module):
         # group: the O(L G H) cost of the original SDIM aggregation).
         sums: list[torch.Tensor | None] = [None] * G
         for lo in range(0, x.length, x.chunk):
-            items = x.hist_item[:, lo : lo + x.chunk]
-            k_h = (emb.inherent(items) * x.valid[:, lo : lo + x.chunk, None]).flatten(0, 1)
-            bucket = table[items] + offset[..., None]  # (R, c, G)
+            rows = x.hist_item[:, lo : lo + x.chunk]  # rows of ``table``
+            ids = rows if items is None else items[rows]  # item ids
+            k_h = (emb.inherent(ids) * x.valid[:, lo : lo + x.chunk, None]).flatten(0, 1)
+            bucket = table[rows] + offset[..., None]  # (R, c, G)
             for g in range(G):
                 part = k_h.new_zeros(x.n_req * n_b, k_h.shape[-1])
                 part = part.index_add(0, bucket[..., g].flatten(), k_h)
@@ -271,9 +275,10 @@ class CTRModel(nn.Module):
             self.gsu.cache.rebuild(*self.gsu._src)
 
     def prepare_eval(self) -> None:
-        """Before evaluation: a cache that is meant to be fresh (refresh = 0) is rebuilt."""
+        """Before evaluation: a stale cache that was never built is built; a fresh one
+        (refresh = 0) is rebuilt when read, if that pays (``CpGSU.keys_for``)."""
         if isinstance(self.gsu, CpGSU):
-            self.gsu.ensure_fresh()
+            self.gsu.prepare_eval()
 
     # ------------------------------------------------------------------ forward
     def long_term(self, batch: Batch, q: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:

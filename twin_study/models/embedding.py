@@ -19,6 +19,11 @@ from .config import ITEM_VECTOR_SOURCES
 
 # Largest (requests x items) count matrix ``inherent_mean`` builds densely (64 MiB of float32).
 DENSE_COUNTS_MAX = 1 << 24
+# ... and only while its matrix product costs at most this many multiply-adds per behaviour it
+# replaces: a dense MAC is roughly this much cheaper than gathering and adding one table row.
+# Beyond it (a catalogue much larger than the histories, issue 27) the count matrix is mostly
+# zeros and ``embedding_bag`` reads only the behaviours.
+DENSE_COUNTS_PER_BEHAVIOUR = 20
 
 
 class FeatureEmbedder(nn.Module):
@@ -63,20 +68,38 @@ class FeatureEmbedder(nn.Module):
         self.cross_dim = small_dim
         self.C = small_dim * self.J  # cross width
         self.U = sum(e.embedding_dim for e in self.user_emb.values())
+        # Row-sparse gradients for the tables (issue 27): a lookup's backward returns only the
+        # rows it read (a sparse COO tensor) whenever they are fewer than the table's rows, so
+        # a step's gradient and AdaGrad update cost follow the batch, not the catalogue. Off
+        # by default (dense, as ``nn.Embedding``); ``training.train.make_optimizers`` turns it
+        # on when every table is under AdaGrad, which accepts either kind of gradient.
+        self.sparse_grads = False
 
     def item_codes(self, name: str, item: torch.Tensor) -> torch.Tensor:
         return getattr(self, f"code_{name}")[item]
 
     def _inherent_parts(self, item: torch.Tensor) -> list[torch.Tensor]:
-        parts = [lookup(self.item_emb["item"], item)]
+        sp = self.sparse_grads
+        parts = [lookup(self.item_emb["item"], item, sp)]
         parts += [
-            lookup(self.item_emb[n], self.item_codes(n, item)) for n in self.item_feature_names
+            lookup(self.item_emb[n], self.item_codes(n, item), sp) for n in self.item_feature_names
         ]
         return parts
 
     def inherent(self, item: torch.Tensor) -> torch.Tensor:
         """K_h of items: (...,) ids -> (..., H)."""
         return torch.cat(self._inherent_parts(item), dim=-1)
+
+    @torch.no_grad()
+    def inherent_rows(self, item: torch.Tensor) -> torch.Tensor:
+        """K_h of items without a gradient, as one concatenated gather: (n,) ids -> (n, H).
+        What the query-side CP-GSU scores against (``gsu.CpGSU``)."""
+        tables = [self.item_emb["item"].weight]
+        indices = [item]
+        for name in self.item_feature_names:
+            tables.append(self.item_emb[name].weight)
+            indices.append(self.item_codes(name, item))
+        return concat_lookup(tables, indices)
 
     def item_vectors(self, source: str = "inherent") -> torch.Tensor:
         """One vector per item (padding row 0 included), from the live parameters, no gradient:
@@ -95,32 +118,53 @@ class FeatureEmbedder(nn.Module):
             return self.inherent(ids)
 
     @torch.no_grad()
-    def project_vectors(self, source: str, proj: torch.Tensor) -> torch.Tensor:
-        """``item_vectors(source) @ proj`` without a gradient: proj (dim, d) -> (n_items + 1, d).
-        For K_h ("inherent") the product is taken one feature table at a time
-        (``project_items``), so the (n_items + 1, H) matrix is never built."""
+    def project_vectors(
+        self, source: str, proj: torch.Tensor, items: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``item_vectors(source) @ proj`` without a gradient: proj (dim, d) -> (n_items + 1,
+        d), or (len(items), d) for the given item ids only. For K_h ("inherent") the product
+        is taken one feature table at a time (``project_items``), so the (n_items + 1, H)
+        matrix is never built."""
         if source == "inherent":
-            return self.project_items(proj.t())
-        return self.item_vectors(source) @ proj
+            return self.project_items(proj.t(), items=items)
+        if items is None:
+            return self.item_vectors(source) @ proj
+        return self.item_emb["item"].weight.index_select(0, items) @ proj
 
     @torch.no_grad()
-    def project_items(self, weight: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """K_h W^T for every item (padding row 0 included): weight (d, H) -> (n_items + 1, d).
+    def project_items(
+        self,
+        weight: torch.Tensor,
+        out: torch.Tensor | None = None,
+        items: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """K_h W^T for every item (padding row 0 included): weight (d, H) -> (n_items + 1, d);
+        or for ``items`` (U,) only -> (U, d).
 
         Computed per feature table, by the linearity of the map: the item-id table times its
         columns of W, plus each small table's projection (vocab_f x d, a few thousand rows at
         most) gathered by the items' codes. Half the multiply-adds of projecting the gathered
         (n_items + 1, H) K_h, and that matrix is never built. Equal to ``inherent(all) @ W^T``
-        up to float rounding."""
+        up to float rounding. For a subset, a table with more rows than the subset has items
+        is gathered first and projected after, so the cost follows min(rows, U) per table,
+        never the catalogue (issue 27)."""
         ids_emb = self.item_emb["item"]
         widths = [ids_emb.embedding_dim] + [
             self.item_emb[n].embedding_dim for n in self.item_feature_names
         ]
         blocks = torch.split(weight, widths, dim=1)
-        out = torch.matmul(ids_emb.weight, blocks[0].t(), out=out)  # (n_items + 1, d)
+        if items is None:
+            out = torch.matmul(ids_emb.weight, blocks[0].t(), out=out)  # (n_items + 1, d)
+        else:
+            out = torch.matmul(ids_emb.weight.index_select(0, items), blocks[0].t(), out=out)
         for name, w in zip(self.item_feature_names, blocks[1:], strict=True):
-            per_code = self.item_emb[name].weight @ w.t()  # (vocab_f, d)
-            out += per_code.index_select(0, getattr(self, f"code_{name}"))
+            table = self.item_emb[name].weight  # (vocab_f, w_f)
+            codes = getattr(self, f"code_{name}")
+            codes = codes if items is None else codes.index_select(0, items)
+            if items is not None and len(items) < table.shape[0]:
+                out += table.index_select(0, codes) @ w.t()
+            else:
+                out += (table @ w.t()).index_select(0, codes)  # (vocab_f, d) gathered
         return out
 
     def behaviours(self, item: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -139,7 +183,7 @@ class FeatureEmbedder(nn.Module):
         codes = codes.reshape(len(flat), self.J)  # (N, J); J may be 0 (no cross features)
         tables += [e.weight for e in self.cross_emb]
         indices += [codes[:, j] for j in range(self.J)]
-        K = concat_lookup(tables, indices)  # (N, H + C)
+        K = concat_lookup(tables, indices, self.sparse_grads)  # (N, H + C)
         return K.view(*item.shape, K.shape[-1])
 
     def inherent_mean(self, items: torch.Tensor, n_valid: torch.Tensor) -> torch.Tensor:
@@ -148,20 +192,25 @@ class FeatureEmbedder(nn.Module):
         No (R, L, H) tensor is built, forward or backward. With a catalogue small enough for a
         dense (R, n_items) count matrix, the mean is counts @ table per feature: a row's L
         behaviours become one histogram (a bincount) and the lookups one matrix product, whose
-        backward is another. Otherwise one ``embedding_bag`` per feature table over the valid
-        behaviours. An empty row gives zeros."""
+        backward is another. That pays while the catalogue is not much larger than the
+        histories (``DENSE_COUNTS_PER_BEHAVIOUR``); otherwise one ``embedding_bag`` per
+        feature table over the valid behaviours (row-sparse gradients when ``sparse_grads``).
+        An empty row gives zeros."""
         R, L = items.shape
         keep = torch.arange(L, device=items.device) < n_valid[:, None]
         flat = items[keep]  # row-major: each row's valid prefix, one after another
         denom = n_valid.clamp(min=1)[:, None].float()
         V = self.n_items + 1
-        if R * V > DENSE_COUNTS_MAX:
+        if R * V > min(DENSE_COUNTS_MAX, DENSE_COUNTS_PER_BEHAVIOUR * len(flat)):
             offsets = torch.cumsum(n_valid, 0) - n_valid
-            parts = [F.embedding_bag(flat, self.item_emb["item"].weight, offsets, mode="mean")]
+
+            def bag(idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+                sparse = self.sparse_grads and len(idx) < table.shape[0]
+                return F.embedding_bag(idx, table, offsets, mode="mean", sparse=sparse)
+
+            parts = [bag(flat, self.item_emb["item"].weight)]
             parts += [
-                F.embedding_bag(
-                    self.item_codes(n, flat), self.item_emb[n].weight, offsets, mode="mean"
-                )
+                bag(self.item_codes(n, flat), self.item_emb[n].weight)
                 for n in self.item_feature_names
             ]
             return torch.cat(parts, dim=-1)
@@ -179,14 +228,18 @@ class FeatureEmbedder(nn.Module):
         """K_c of behaviours: (..., J) codes -> (..., J, cross_dim)."""
         if self.J == 0:
             return codes.new_zeros((*codes.shape[:-1], 0, self.cross_dim), dtype=torch.float32)
-        return torch.stack([lookup(e, codes[..., j]) for j, e in enumerate(self.cross_emb)], dim=-2)
+        sp = self.sparse_grads
+        return torch.stack(
+            [lookup(e, codes[..., j], sp) for j, e in enumerate(self.cross_emb)], dim=-2
+        )
 
     def user(self, user: torch.Tensor) -> torch.Tensor:
         """User features (user id and profile codes): (B,) ids -> (B, U)."""
         if not self.user_names:
             return user.new_zeros((user.shape[0], 0), dtype=torch.float32)
         parts = [
-            lookup(self.user_emb[n], getattr(self, f"ucode_{n}")[user]) for n in self.user_names
+            lookup(self.user_emb[n], getattr(self, f"ucode_{n}")[user], self.sparse_grads)
+            for n in self.user_names
         ]
         return torch.cat(parts, dim=-1)
 
@@ -196,19 +249,31 @@ class _RowLookup(torch.autograd.Function):
     before its ``index_add``. The gradient of one feature's rows is usually a column slice of
     a wider tensor (K = [K_h, K_c] is one concatenation), and on the CPU ``index_add_`` with a
     strided source falls back to an expanded-index ``scatter_add`` at about twice the cost of
-    the copy plus the contiguous ``index_add_``."""
+    the copy plus the contiguous ``index_add_``. With ``sparse`` the gradient is row-sparse
+    (``row_gradient``)."""
 
     @staticmethod
-    def forward(ctx, weight, idx):  # noqa: ANN001 -- autograd's signature
+    def forward(ctx, weight, idx, sparse):  # noqa: ANN001 -- autograd's signature
         ctx.save_for_backward(idx)
-        ctx.n_rows = weight.shape[0]
+        ctx.n_rows, ctx.sparse = weight.shape[0], sparse
         return weight.index_select(0, idx)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001
         (idx,) = ctx.saved_tensors
-        d_weight = grad.new_zeros(ctx.n_rows, grad.shape[-1])
-        return d_weight.index_add_(0, idx, grad.contiguous()), None
+        return row_gradient(idx, grad.contiguous(), ctx.n_rows, ctx.sparse), None, None
+
+
+def row_gradient(idx: torch.Tensor, rows: torch.Tensor, n_rows: int, sparse: bool) -> torch.Tensor:
+    """The gradient of a (n_rows, w) table whose rows ``idx`` (N,) received ``rows`` (N, w).
+
+    Row-sparse (an uncoalesced COO tensor: no zero-filled (n_rows, w) matrix, and AdaGrad
+    updates only those rows) when ``sparse`` and N < n_rows; dense otherwise. The two are the
+    same gradient; the sparse one costs O(N w), the dense one O(n_rows w) to fill and update."""
+    if sparse and len(idx) < n_rows:
+        return torch.sparse_coo_tensor(idx[None], rows, (n_rows, rows.shape[-1]),
+                                       check_invariants=False)  # fmt: skip
+    return rows.new_zeros(n_rows, rows.shape[-1]).index_add_(0, idx, rows)
 
 
 class _ConcatLookup(torch.autograd.Function):
@@ -217,9 +282,10 @@ class _ConcatLookup(torch.autograd.Function):
     otherwise). apply(P, *tables, *indices)."""
 
     @staticmethod
-    def forward(ctx, P, *args):  # noqa: ANN001 -- autograd's signature
+    def forward(ctx, P, sparse, *args):  # noqa: ANN001 -- autograd's signature
         tables, indices = list(args[:P]), list(args[P:])
         out, ctx.native = _gather(tables, indices)
+        ctx.sparse = sparse
         ctx.save_for_backward(*indices)
         ctx.shapes = [t.shape for t in tables]
         return out
@@ -227,6 +293,14 @@ class _ConcatLookup(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_out):  # noqa: ANN001
         indices = list(ctx.saved_tensors)
+        need = ctx.needs_input_grad[2 : 2 + len(indices)]
+        if ctx.sparse and any(len(i) < s[0] for i, s in zip(indices, ctx.shapes, strict=True)):
+            grads, off = [], 0  # each table's columns of d_out, row-sparse where that pays
+            for i, s, n in zip(indices, ctx.shapes, need, strict=True):
+                cols = d_out[:, off : off + s[1]]
+                off += s[1]
+                grads.append(row_gradient(i, cols.contiguous(), s[0], True) if n else None)
+            return (None, None, *grads, *[None] * len(indices))
         grads = [d_out.new_zeros(s) for s in ctx.shapes]
         if ctx.native:
             native.rows_scatter_add(grads, indices, d_out)
@@ -235,16 +309,18 @@ class _ConcatLookup(torch.autograd.Function):
             for g, i in zip(grads, indices, strict=True):
                 g.index_add_(0, i, d_out[:, off : off + g.shape[1]].contiguous())
                 off += g.shape[1]
-        need = ctx.needs_input_grad[1 : 1 + len(grads)]
-        return (None, *(g if n else None for g, n in zip(grads, need, strict=True)),
+        return (None, None, *(g if n else None for g, n in zip(grads, need, strict=True)),
                 *[None] * len(indices))  # fmt: skip
 
 
-def concat_lookup(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> torch.Tensor:
+def concat_lookup(
+    tables: list[torch.Tensor], indices: list[torch.Tensor], sparse: bool = False
+) -> torch.Tensor:
     """Rows ``indices[p]`` (N,) of every table (V_p, w_p) side by side: (N, sum w_p). The
-    same values and gradients as concatenating ``lookup``s, in one pass each way."""
+    same values and gradients as concatenating ``lookup``s, in one pass each way; ``sparse``:
+    row-sparse table gradients where a table has more rows than N (``row_gradient``)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in tables):
-        return _ConcatLookup.apply(len(tables), *tables, *indices)
+        return _ConcatLookup.apply(len(tables), sparse, *tables, *indices)
     return _gather(tables, indices)[0]
 
 
@@ -258,14 +334,16 @@ def _gather(tables: list[torch.Tensor], indices: list[torch.Tensor]) -> tuple[to
     return torch.cat(parts, dim=-1), False
 
 
-def lookup(table: nn.Embedding | torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+def lookup(
+    table: nn.Embedding | torch.Tensor, idx: torch.Tensor, sparse: bool = False
+) -> torch.Tensor:
     """``table(idx)`` (an embedding, or any (rows, dim) tensor) as an ``index_select``: the
     same rows, but its backward is a plain ``index_add`` (2-3x faster on the CPU than
-    ``nn.Embedding``'s sorting backward)."""
+    ``nn.Embedding``'s sorting backward), or with ``sparse`` a row-sparse gradient."""
     weight = table.weight if isinstance(table, nn.Embedding) else table
     flat = idx.reshape(-1)
     if weight.requires_grad and torch.is_grad_enabled():
-        rows = _RowLookup.apply(weight, flat)
+        rows = _RowLookup.apply(weight, flat, sparse)
     else:
         rows = weight.index_select(0, flat)
     return rows.view(*idx.shape, weight.shape[-1])

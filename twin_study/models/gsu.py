@@ -8,7 +8,7 @@ Ties are broken towards the more recent behaviour (a smaller slot), deterministi
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -58,6 +58,22 @@ class GsuInput:
         """(1, L) tie-break term in (-1, 0]: prefers recent behaviours among equal scores."""
         L = self.length
         return -torch.arange(L, device=self.hist_item.device, dtype=torch.float32)[None] / (L + 1)
+
+
+def compact_items(x: GsuInput, n_items: int) -> tuple[torch.Tensor | None, GsuInput]:
+    """The items this batch reads, renumbered: (uniq (U,), x with ``hist_item`` and
+    ``target`` as positions in uniq), so a per-item table of the live parameters (ETA's
+    signatures, SDIM's buckets and sums) is computed for U items instead of the catalogue.
+    (None, x) when the catalogue is no larger than the batch's slots: a table of every item
+    is then as cheap and needs no renumbering (the study's own worlds, 2,000-20,000 items).
+    Padding slots (item 0) are renumbered like any item."""
+    n_slots = x.hist_item.numel() + x.target.numel()
+    if n_items + 1 <= n_slots:
+        return None, x
+    ids = torch.cat([x.hist_item.reshape(-1), x.target])
+    uniq, inv = torch.unique(ids, return_inverse=True)
+    hist = inv[: x.hist_item.numel()].view(x.hist_item.shape)
+    return uniq, replace(x, hist_item=hist, target=inv[x.hist_item.numel() :])
 
 
 class GSU(nn.Module):
@@ -204,9 +220,10 @@ class _HashedGSU(GSU):
         self.source = source
         self._emb = [emb]  # a plain reference: the embedder is registered by the CTR model
 
-    def projected(self) -> torch.Tensor:
-        """(n_items + 1, bits) projections of every item's vector, no gradient."""
-        return self._emb[0].project_vectors(self.source, self.proj)
+    def projected(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """(n_items + 1, bits) projections of every item's vector, no gradient; (U, bits) of
+        ``items`` only (``compact_items``)."""
+        return self._emb[0].project_vectors(self.source, self.proj, items)
 
 
 class EtaGSU(_HashedGSU):
@@ -220,8 +237,9 @@ class EtaGSU(_HashedGSU):
     dot = m - 2 * Hamming, so a dot-product ranking is the Hamming ranking.
     """
 
-    def signatures(self) -> torch.Tensor:
-        return torch.where(self.projected() >= 0, 1.0, -1.0)  # (n_items + 1, bits)
+    def signatures(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """(n_items + 1, bits) +-1 signatures, or (U, bits) of ``items``."""
+        return torch.where(self.projected(items) >= 0, 1.0, -1.0)
 
     def scores(self, x: GsuInput):
         table = self.signatures()[:, None, :]
@@ -229,7 +247,8 @@ class EtaGSU(_HashedGSU):
         return s + x.recency()[:, None, :], x.sample_valid()
 
     def fast_select(self, x: GsuInput, k: int):
-        table = self.signatures()[:, None, :]
+        items, x = compact_items(x, self._emb[0].n_items)  # selection slots are unchanged
+        table = self.signatures(items)[:, None, :]
         q = table[x.target]
         return select_table(x, k, table, q, lambda: table_rows(table, x, q, tiebreak=1.0),
                             tiebreak=1.0)  # fmt: skip
@@ -248,9 +267,10 @@ class SdimGSU(_HashedGSU):
         self.register_buffer("pow2", 2 ** torch.arange(tau))  # bit weights (saved models carry it)
         self.tau, self.groups = tau, bits // tau
 
-    def buckets(self) -> torch.Tensor:
-        """(n_items + 1, groups) bucket id of each item in each signature group."""
-        proj = self.projected()
+    def buckets(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """(n_items + 1, groups) bucket id of each item in each signature group; (U, groups)
+        of ``items`` only."""
+        proj = self.projected(items)
         bits = (proj >= 0).view(proj.shape[0], self.groups, self.tau).to(torch.int32)
         # bit t of a bucket id is sign bit t of its group: shifts and ors, not a (n, G, tau)
         # int64 product and sum (twice the time of this whole function, every step).
@@ -282,7 +302,8 @@ class SdimGSU(_HashedGSU):
         return hot[:, None, :]
 
     def fast_select(self, x: GsuInput, k: int):
-        buckets = self.buckets()  # (n_items + 1, G)
+        items, x = compact_items(x, self._emb[0].n_items)  # selection slots are unchanged
+        buckets = self.buckets(items)  # (n_items + 1, G), or (U, G)
         # The kernel counts equal bucket ids directly (one byte per group); the scores are
         # those of the one-hot product below, which is the fallback.
         got = native.select_by_codes(
@@ -302,12 +323,38 @@ class SdimGSU(_HashedGSU):
         return select_table(x, k, hot, q, rows, tiebreak=1.0, min_score=0.0)
 
 
+def key_side_costs(
+    n_items: int, H: int, heads: int, d_k: int, pairs: int, n_queries: int
+) -> dict[str, int]:
+    """Multiply-adds of the two ways to score ``pairs`` (candidate, behaviour) pairs with
+    CP-GSU's inherent term (K_h W^h) . (q W^q), both exact:
+
+    * ``cache``: rebuild the item cache K_h W^h, (n_items + 1) x H x heads d_k, then one
+      heads x d_k dot per pair -- the rebuild grows with the catalogue;
+    * ``query``: map each candidate's query back to K_h's width, u = (q W^q) W^h^T (n_queries
+      x heads x d_k x H), then one heads x H dot per pair against the gathered K_h -- grows
+      with the batch only.
+
+    ``rebuild`` is the cache's share, paid once per parameter change. The same terms as
+    ``analysis.complexity.analytic_cost`` (which counts a multiply-add as 2 FLOPs)."""
+    hd = heads * d_k
+    return {
+        "rebuild": (n_items + 1) * H * hd,
+        "cache": (n_items + 1) * H * hd + pairs * hd,
+        "query": n_queries * hd * H + pairs * heads * H,
+    }
+
+
 class ItemKeyCache(nn.Module):
     """TWIN's inherent-feature projector: K_h W_a^h for every item and head, precomputed.
 
-    Serving reads it with a gather; training rebuilds it every ``refresh`` steps (0 = before
-    every use), so a stale cache can be studied (the paper blames its 6 % misses on a
-    15-minute cache delay).
+    Serving reads it with a gather. In training, ``refresh`` > 0 rebuilds it every
+    ``refresh`` steps whatever it costs, so a stale cache can be studied (the paper blames its
+    6 % misses on a 15-minute cache delay). ``refresh`` = 0 means "always fresh": the keys
+    must match the live parameters whenever they are read. The cache records the version
+    counters of the tensors it was built from (every in-place update -- an optimizer step, a
+    ``load_state_dict`` -- bumps them), so it knows when it is stale, and the CP-GSU rebuilds
+    it only when reading it is cheaper than scoring from the query side (``CpGSU``).
     """
 
     def __init__(self, n_items: int, heads: int, d_k: int, refresh: int):
@@ -315,18 +362,30 @@ class ItemKeyCache(nn.Module):
         self.refresh_every = refresh
         self.register_buffer("keys", torch.zeros(n_items + 1, heads, d_k), persistent=False)
         self.age = -1  # steps since the last rebuild; -1 = never built
+        self.built_from: tuple[int, ...] | None = None  # source versions at the last rebuild
+
+    @staticmethod
+    def versions(emb: FeatureEmbedder, att: TwinAttention) -> tuple[int, ...]:
+        """Version counters of everything the keys are computed from."""
+        return (*(e.weight._version for e in emb.item_emb.values()), att.W_h.weight._version)
+
+    def is_fresh(self, emb: FeatureEmbedder, att: TwinAttention) -> bool:
+        return self.age >= 0 and self.built_from == self.versions(emb, att)
 
     @torch.no_grad()
     def rebuild(self, emb: FeatureEmbedder, att: TwinAttention) -> None:
         # K_h W^h for all items, one feature table at a time (W^h has no bias).
         emb.project_items(att.W_h.weight, out=self.keys.view(self.keys.shape[0], -1))
         self.age = 0
+        self.built_from = self.versions(emb, att)
 
     def step(self, emb: FeatureEmbedder, att: TwinAttention) -> None:
-        """Called once per training step, before the forward pass."""
-        if self.age < 0 or self.refresh_every == 0 or self.age >= self.refresh_every:
+        """Called once per training step, before the forward pass. A fresh cache (refresh 0)
+        is rebuilt when it is read, if at all (``CpGSU.keys_for``)."""
+        if self.refresh_every > 0 and (self.age < 0 or self.age >= self.refresh_every):
             self.rebuild(emb, att)
-        self.age += 1
+        if self.age >= 0:
+            self.age += 1
 
 
 class CpGSU(GSU):
@@ -335,24 +394,106 @@ class CpGSU(GSU):
 
     ``emb`` / ``att`` are the embedder and attention whose parameters it uses: the ESU's own
     (TWIN) or a separately trained model's (the w/o Para-Con ablation).
+
+    Where the catalogue is large and the cache must be fresh (``cache_refresh`` = 0), the
+    fast path scores from the query side instead (issue 27): (K_h W^h) . q' = K_h . (q' W^h),
+    the same score without the O(n_items) rebuild. ``key_side`` chooses: "auto" (the cheaper
+    by ``key_side_costs``, counted as ski rental: query-side work is summed while the
+    parameters stay unchanged, e.g. over an evaluation pass, and the cache is rebuilt once
+    that sum would pass the rebuild's cost), "cache" or "query". A computation choice, not a
+    model one: both select the same behaviours up to float rounding (tests/test_catalogue.py).
+    A stale cache (``cache_refresh`` > 0) is always read: its lag is what it models.
     """
+
+    KEY_SIDES = ("auto", "cache", "query")
 
     def __init__(self, emb: FeatureEmbedder, att: TwinAttention, refresh: int):
         super().__init__()
         self._src = [emb, att]  # plain references: their owner registers and trains them
         self.cache = ItemKeyCache(emb.n_items, att.heads, att.d_k, refresh)
+        self.key_side = "auto"
+        self._spent: tuple[tuple[int, ...] | None, int] = (None, 0)  # (versions, query MACs)
+        self.last_side = ""  # what the last fast selection used: "cache" or "query"
 
     def step(self) -> None:
         self.cache.step(*self._src)
 
     def ensure_fresh(self) -> None:
-        if self.cache.age < 0 or self.cache.refresh_every == 0:
+        """Make ``cache.keys`` readable now: built, and current unless it is a stale cache."""
+        emb, att = self._src
+        c = self.cache
+        if c.age < 0 or (c.refresh_every == 0 and not c.is_fresh(emb, att)):
+            c.rebuild(emb, att)
+
+    def prepare_eval(self) -> None:
+        """Before evaluation. A stale cache that was never built is built (serving has one);
+        a fresh one is left to ``keys_for``, which rebuilds it only if that pays."""
+        if self.cache.refresh_every > 0 and self.cache.age < 0:
             self.cache.rebuild(*self._src)
+
+    def keys_for(self, x: GsuInput) -> bool:
+        """Whether this selection reads the item cache (rebuilt here if due) or scores from
+        the query side; see the class docstring."""
+        if self.key_side not in self.KEY_SIDES:
+            raise ValueError(f"unknown key_side {self.key_side!r}; one of {self.KEY_SIDES}")
+        emb, att = self._src
+        c = self.cache
+        if c.refresh_every > 0 or self.key_side == "cache":
+            self.ensure_fresh()
+            return True
+        if c.is_fresh(emb, att):
+            return True
+        if self.key_side == "query":
+            return False
+        pairs = int(x.n_valid()[x.req].sum())  # behaviours scored, summed over candidates
+        cost = key_side_costs(emb.n_items, emb.H, att.heads, att.d_k, pairs, len(x.target))
+        versions = c.versions(emb, att)
+        spent = self._spent[1] if self._spent[0] == versions else 0
+        extra = cost["query"] - (cost["cache"] - cost["rebuild"])  # what skipping it costs
+        if spent + extra >= cost["rebuild"]:
+            c.rebuild(emb, att)
+            return True
+        self._spent = (versions, spent + extra)
+        return False
+
+    def query_rows(self, x: GsuInput) -> Callable[[int, int, torch.Tensor], torch.Tensor]:
+        """The fast path's scoring of request r from the query side: each candidate's query
+        mapped back to K_h's width, u = q' W^h (heads x H), against the gathered K_h of the
+        request's behaviours. The same scores as ``score_rows`` without the item cache."""
+        emb, att = self._src
+        qh = att.query(emb.inherent(x.target))  # (B, heads, d_k)
+        w_h = att.W_h.weight.view(att.heads, att.d_k, emb.H)
+        u = torch.einsum("bad,adh->bah", qh, w_h)  # (B, heads, H)
+        bias = self._bias_rows(x)
+
+        def rows(r: int, n: int, samples: torch.Tensor) -> torch.Tensor:
+            k_h = emb.inherent_rows(x.hist_item[r, :n])  # (n, H)
+            s = u[samples].flatten(0, 1) @ k_h.t()  # (cnt * heads, n)
+            s = s.view(len(samples), att.heads, n).transpose(0, 1)  # (heads, cnt, n)
+            return s if bias is None else s + bias(r, n)[:, None, :]
+
+        return rows
+
+    def _bias_rows(self, x: GsuInput) -> Callable[[int, int], torch.Tensor] | None:
+        """bias(r, n) -> (heads, n): the cross term of request r's first n behaviours, from
+        the joint cross-bias table where it fits, else one table per cross feature."""
+        emb, att = self._src
+        joint = att.joint_bias_table(emb)
+        tables = att.cross_bias_tables(emb) if joint is None else []
+        if joint is None and not tables:
+            return None
+
+        def bias(r: int, n: int) -> torch.Tensor:
+            codes = x.hist_cross[r, :n]  # (n, J)
+            if joint is None:
+                return att.lookup_bias(tables, codes).t()
+            return joint[0].index_select(1, (codes * joint[1]).sum(dim=1))
+
+        return bias
 
     def scores(self, x: GsuInput):
         emb, att = self._src
-        if self.cache.age < 0:
-            self.cache.rebuild(emb, att)
+        self.ensure_fresh()
         qh = att.query(emb.inherent(x.target))
         bias = att.lookup_bias(att.cross_bias_tables(emb), x.hist_cross)  # (R, L, heads)
         s = score_by_table(self.cache.keys, x.hist_item, qh, x.req, x.chunk, bias)
@@ -362,28 +503,21 @@ class CpGSU(GSU):
         """The fast path's scoring of request r (see ``table_rows``): alpha over its valid
         behaviours from the item cache and the joint cross-bias table."""
         emb, att = self._src
-        if self.cache.age < 0:
-            self.cache.rebuild(emb, att)
+        self.ensure_fresh()
         qh = att.query(emb.inherent(x.target))  # (B, heads, d_k)
-        joint = att.joint_bias_table(emb)
-        tables = att.cross_bias_tables(emb) if joint is None else []
-
-        def bias(r: int, n: int) -> torch.Tensor:  # -> (heads, n)
-            codes = x.hist_cross[r, :n]  # (n, J)
-            if joint is None:
-                return att.lookup_bias(tables, codes).t()
-            return joint[0].index_select(1, (codes * joint[1]).sum(dim=1))
-
-        return table_rows(self.cache.keys, x, qh, bias if joint or tables else None)
+        return table_rows(self.cache.keys, x, qh, self._bias_rows(x))
 
     def fast_select(self, x: GsuInput, k: int):
         emb, att = self._src
+        use_cache = self.keys_for(x)
+        self.last_side = "cache" if use_cache else "query"
+        if not use_cache:
+            return select_per_request(self.query_rows(x), x.n_valid(), x.req, x.length, k,
+                                      att.heads)  # fmt: skip
         joint = att.joint_bias_table(emb)
         if att.mode == "split" and att.J > 0 and joint is None:  # too many joint codes
             return select_per_request(self.score_rows(x), x.n_valid(), x.req, x.length, k,
                                       att.heads)  # fmt: skip
-        if self.cache.age < 0:
-            self.cache.rebuild(emb, att)
         qh = att.query(emb.inherent(x.target))  # (B, heads, d_k)
         bias = (joint[0], x.hist_cross, joint[1]) if joint is not None else None
         return select_table(x, k, self.cache.keys, qh, lambda: self.score_rows(x), bias)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .. import runtime
@@ -105,9 +106,19 @@ def peak_rss_mb() -> float:
 
 
 def make_optimizers(model: CTRModel, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    """AdaGrad on the embedding tables, Adam on the rest (or Adam on everything).
+
+    Under AdaGrad the tables get row-sparse gradients (``FeatureEmbedder.sparse_grads``), so
+    a step touches only the rows its batch read (issue 27). With no weight decay that is the
+    same update as a dense AdaGrad's: an untouched row has a zero gradient, and AdaGrad leaves
+    both it and its accumulator as they are (tests/test_catalogue.py). Adam would not: its
+    moments decay every row every step, so it keeps dense gradients. So does DDP, whose
+    all-reduce of the gradient buckets is dense."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     emb = [p for n, p in params if n.startswith("emb.")]
     dense = [p for n, p in params if not n.startswith("emb.")]
+    core = model.module if isinstance(model, DistributedDataParallel) else model
+    core.emb.sparse_grads = cfg.optimizer == "adagrad+adam" and core is model
     if cfg.optimizer == "adam":
         return [torch.optim.Adam(emb + dense, lr=cfg.lr)]
     return [torch.optim.Adagrad(emb, lr=cfg.emb_lr), torch.optim.Adam(dense, lr=cfg.lr)]

@@ -1,0 +1,325 @@
+"""Training cost that follows the batch, not the catalogue (issue 27).
+
+Each change computes the same thing another way, so each test builds both ways from the same
+parameters and compares them: row-sparse AdaGrad against the dense one, TWIN's query-side
+scoring against the item cache, ETA / SDIM / SDIM-linear tables of the batch's items
+against tables of every item. The world is a catalogue much larger than the batch reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from twin_study.data import SampleBuilder, SyntheticConfig, generate
+from twin_study.models import ModelConfig, build_model, merged_topk
+from twin_study.models import ctr as ctr_mod
+from twin_study.models import gsu as gsu_mod
+from twin_study.models.gsu import CpGSU, compact_items, key_side_costs
+from twin_study.training.train import TrainConfig, make_optimizers, train_step
+
+L, K = 300, 30
+
+
+@pytest.fixture(scope="module")
+def ds():
+    # 40,000 items against ~20 requests x 300 slots: the batch reads a few percent of them.
+    return generate(SyntheticConfig(n_users=20, n_items=40_000, n_authors=4_000, history_len=L,
+                                    history_min=20, requests_per_user=4, seed=11))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def batches(ds):
+    b = SampleBuilder(ds, L)
+    idx = ds.split_indices("train")
+    return [b.build(idx[i : i + 60]) for i in range(0, 180, 60)]
+
+
+def model(ds, module: str, seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(long_module=module, long_len=L, k=K, **kw), ds)
+
+
+# --------------------------------------------------------------- row-sparse AdaGrad
+
+
+@pytest.mark.parametrize("module", ["twin", "avg_pool", "sdim_linear", "sim_hard"])
+def test_row_sparse_gradients_equal_dense_gradients(ds, batches, module):
+    """The same parameters and batch: the tables' row-sparse gradients, summed, equal the
+    dense ones (float rounding: duplicate rows are summed in another order)."""
+    m = model(ds, module).train()
+    grads = []
+    for sparse in (True, False):
+        m.emb.sparse_grads = sparse
+        m.zero_grad(set_to_none=True)
+        m.cache_step()
+        F.binary_cross_entropy_with_logits(m(batches[0]), batches[0].label).backward()
+        assert m.emb.item_emb["item"].weight.grad.is_sparse == sparse
+        grads.append({n: p.grad.to_dense() for n, p in m.named_parameters()
+                      if p.grad is not None})  # fmt: skip
+    assert grads[0].keys() == grads[1].keys()
+    for name, g in grads[0].items():
+        torch.testing.assert_close(g, grads[1][name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_sparse_adagrad_step_equals_the_dense_step():
+    """Given the same gradients, torch's AdaGrad on row-sparse gradients leaves the same
+    table and accumulator as on dense ones, step after step (no weight decay)."""
+    g = torch.Generator().manual_seed(0)
+    init = torch.randn(1000, 8, generator=g)
+    tables = [torch.nn.Parameter(init.clone()) for _ in range(2)]
+    opts = [torch.optim.Adagrad([t], lr=0.2) for t in tables]
+    for _ in range(5):
+        rows = torch.randint(0, 1000, (300,), generator=g)  # duplicates included
+        vals = torch.randn(300, 8, generator=g)
+        sparse = torch.sparse_coo_tensor(rows[None], vals, (1000, 8))
+        tables[0].grad, tables[1].grad = sparse, sparse.to_dense()
+        for o in opts:
+            o.step()
+    torch.testing.assert_close(tables[0], tables[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(opts[0].state[tables[0]]["sum"], opts[1].state[tables[1]]["sum"])
+
+
+def test_training_with_sparse_gradients_follows_the_dense_run(ds, batches):
+    """End to end, a few AdaGrad + Adam steps: the same losses either way. (Parameters are
+    compared above per step; across steps, AdaGrad's first update of a row is lr * sign(g),
+    so a row whose gradient is ~1e-10 either way can move by a rounding-sized amount.)"""
+    losses = []
+    for sparse in (True, False):
+        m = model(ds, "twin").train()
+        opts = make_optimizers(m, TrainConfig())
+        m.emb.sparse_grads = sparse
+        losses.append([train_step(m, b, opts) for b in batches])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+
+
+def test_make_optimizers_turns_sparse_gradients_on_only_under_adagrad(ds):
+    m = model(ds, "twin")
+    make_optimizers(m, TrainConfig(optimizer="adagrad+adam"))
+    assert m.emb.sparse_grads
+    make_optimizers(m, TrainConfig(optimizer="adam"))  # Adam decays every row: dense
+    assert not m.emb.sparse_grads
+
+
+def test_an_untouched_row_keeps_its_value_and_accumulator(ds, batches):
+    m = model(ds, "twin").train()
+    opts = make_optimizers(m, TrainConfig())
+    w = m.emb.item_emb["item"].weight
+    read = torch.unique(torch.cat([batches[0].hist_item.flatten(), batches[0].target]))
+    untouched = torch.ones(len(w), dtype=torch.bool)
+    untouched[read] = False
+    before = w.detach().clone()
+    train_step(m, batches[0], opts)
+    assert torch.equal(w.detach()[untouched], before[untouched])
+    assert not torch.equal(w.detach()[read], before[read])
+    state = opts[0].state[w]["sum"]
+    assert torch.count_nonzero(state[untouched]) == 0
+
+
+# --------------------------------------------------------- TWIN's query-side scoring
+
+
+def full_scores(rows, x) -> torch.Tensor:
+    """(B, heads, L) scores assembled from a fast-path ``rows`` function, -inf past n."""
+    out = torch.full((len(x.target), 4, x.length), float("-inf"))
+    for r, n in enumerate(x.n_valid().tolist()):
+        samples = torch.nonzero(x.req == r).flatten()
+        if n and len(samples):
+            out[samples, :, :n] = rows(r, n, samples).transpose(0, 1)
+    return out
+
+
+@pytest.mark.parametrize("module", ["twin", "twin_no_bias"])
+def test_query_side_selects_what_the_item_cache_selects(ds, batches, module):
+    """Both paths select exactly the merged top-k of their own scores, and their scores
+    agree to float rounding: any difference between the two selections is a near-tie that
+    rounding broke the other way, never a different ranking."""
+    m = model(ds, module)
+    agree = total = 0
+    with torch.no_grad():
+        for b in batches:
+            x = m.gsu_input(b)
+            picks, scores = {}, {}
+            for side in ("cache", "query"):
+                m.gsu.key_side = side
+                if side == "query":
+                    m.gsu.cache.age = -1  # forget the cache: the query side must not need it
+                picks[side] = m.gsu.select(x, K)
+                assert m.gsu.last_side == side
+                rows = m.gsu.score_rows(x) if side == "cache" else m.gsu.query_rows(x)
+                scores[side] = full_scores(rows, x)
+                ref_idx, ref_ok = merged_topk(scores[side], x.sample_valid(), K)
+                idx, ok = picks[side]
+                assert torch.equal(ok, ref_ok), side
+                for i in range(len(idx)):  # exact, up to exactly tied scores
+                    assert same_selection(scores[side][i], idx[i][ok[i]], ref_idx[i][ref_ok[i]])
+            fin = torch.isfinite(scores["cache"])
+            torch.testing.assert_close(scores["query"][fin], scores["cache"][fin],
+                                       rtol=1e-5, atol=1e-5)  # fmt: skip
+            for (iq, okq), (ic, okc) in [(picks["query"], picks["cache"])]:
+                agree += sum(set(iq[i][okq[i]].tolist()) == set(ic[i][okc[i]].tolist())
+                             for i in range(len(iq)))  # fmt: skip
+            total += len(x.target)
+    print(f"{agree} of {total} samples select the same set of behaviours on both paths")
+
+
+def same_selection(scores: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Slot sets a and b hold behaviours with the same score vectors (exact ties swap)."""
+    sa = sorted(map(tuple, scores[:, a].T.tolist()))
+    sb = sorted(map(tuple, scores[:, b].T.tolist()))
+    return sa == sb
+
+
+def test_auto_chooses_by_cost_and_rebuilds_only_when_that_pays(ds, batches):
+    m = model(ds, "twin").train()
+    opts = make_optimizers(m, TrainConfig())
+    x = m.gsu_input(batches[0])
+    pairs = int(x.n_valid()[x.req].sum())
+    cost = key_side_costs(ds.items.n_items, m.emb.H, 4, 16, pairs, len(x.target))
+    assert cost["query"] < cost["cache"], "this world must favour the query side"
+    train_step(m, batches[0], opts)
+    assert m.gsu.last_side == "query" and m.gsu.cache.age < 0, "a 40,000-item rebuild ran"
+    # Evaluation keeps the parameters still: query-side work adds up (ski rental) until a
+    # rebuild is cheaper, and from then on the fresh cache is read for free.
+    m.eval()
+    m.prepare_eval()
+    sides = []
+    with torch.no_grad():
+        for _ in range(200):
+            m.gsu.select(x, K)
+            sides.append(m.gsu.last_side)
+    extra = cost["query"] - (cost["cache"] - cost["rebuild"])  # per query-side call
+    n_query = -(-cost["rebuild"] // extra) - 1  # calls before a rebuild is cheaper
+    assert 1 <= n_query < len(sides) - 1
+    assert sides == ["query"] * n_query + ["cache"] * (len(sides) - n_query)
+    # A parameter update makes the cache stale again.
+    m.train()
+    train_step(m, batches[1], opts)
+    assert not m.gsu.cache.is_fresh(*m.gsu._src)
+
+
+def test_a_small_catalogue_still_reads_the_cache(ds, batches):
+    small = generate(SyntheticConfig(n_users=20, n_items=500, n_authors=50, history_len=L,
+                                     history_min=20, seed=2))  # fmt: skip
+    m = model(small, "twin").train()
+    opts = make_optimizers(m, TrainConfig())
+    b = SampleBuilder(small, L).build(small.split_indices("train")[:60])
+    train_step(m, b, opts)
+    assert m.gsu.last_side == "cache"
+
+
+def test_a_stale_cache_keeps_its_meaning(ds, batches):
+    """cache_refresh > 0 models the serving cache's lag: it is read, never bypassed."""
+    m = model(ds, "twin", cache_refresh=2).train()
+    opts = make_optimizers(m, TrainConfig())
+    keys = []
+    for b in batches:
+        train_step(m, b, opts)
+        assert m.gsu.last_side == "cache"
+        keys.append(m.gsu.cache.keys.clone())
+    assert torch.equal(keys[0], keys[1]) and not torch.equal(keys[1], keys[2])
+
+
+def test_a_frozen_retriever_builds_its_cache_once(ds, batches):
+    torch.manual_seed(1)
+    src = build_model(ModelConfig(long_module="twin", long_len=L, k=K), ds)
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(long_module="twin_no_paracon", long_len=L, k=K), ds,
+                    gsu_source=src)  # fmt: skip
+    m.gsu.key_side = "cache"
+    opts = make_optimizers(m.train(), TrainConfig())
+    train_step(m, batches[0], opts)
+    built = m.gsu.cache.built_from
+    train_step(m, batches[1], opts)
+    assert m.gsu.cache.built_from == built and m.gsu.cache.is_fresh(*m.gsu._src)
+
+
+# ----------------------------------------------- ETA / SDIM tables of the batch's items
+
+
+@pytest.fixture
+def no_compaction(monkeypatch):
+    def off(x, n_items):
+        return None, x
+
+    def use():
+        monkeypatch.setattr(gsu_mod, "compact_items", off)
+        monkeypatch.setattr(ctr_mod, "compact_items", off)
+
+    return use
+
+
+def test_compact_items_renumbers_every_slot(ds, batches):
+    m = model(ds, "eta")
+    x = m.gsu_input(batches[0])
+    items, cx = compact_items(x, ds.items.n_items)
+    assert items is not None and len(items) < ds.items.n_items
+    assert torch.equal(items[cx.hist_item], x.hist_item)
+    assert torch.equal(items[cx.target], x.target)
+    small = compact_items(x, 100)
+    assert small[0] is None and small[1] is x
+
+
+@pytest.mark.parametrize("module", ["eta", "sdim"])
+def test_hashed_gsus_select_the_same_with_a_table_of_the_batch(ds, batches, module,
+                                                               no_compaction):  # fmt: skip
+    m = model(ds, module)
+    got = [m.gsu.select(m.gsu_input(b), K) for b in batches]
+    no_compaction()
+    for b, (idx, ok) in zip(batches, got, strict=True):
+        ref_idx, ref_ok = m.gsu.select(m.gsu_input(b), K)
+        assert torch.equal(ok, ref_ok)
+        assert torch.equal(idx[ok], ref_idx[ref_ok])
+
+
+def test_sdim_linear_output_and_gradients_with_a_table_of_the_batch(ds, batches, no_compaction):
+    outs = []
+    for compact in (True, False):
+        if not compact:
+            no_compaction()
+        m = model(ds, "sdim_linear").train()
+        loss = F.binary_cross_entropy_with_logits(m(batches[0]), batches[0].label)
+        loss.backward()
+        grads = {n: p.grad.to_dense() for n, p in m.named_parameters() if p.grad is not None}
+        outs.append((loss, grads))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
+    assert outs[0][1].keys() == outs[1][1].keys()
+    for name, g in outs[0][1].items():
+        torch.testing.assert_close(g, outs[1][1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_project_items_of_a_subset_equals_rows_of_the_full_projection(ds):
+    m = model(ds, "twin")
+    w = torch.randn(24, m.emb.H)
+    items = torch.tensor([0, 5, 39_999, 17, 5])
+    full = m.emb.project_items(w)
+    torch.testing.assert_close(m.emb.project_items(w, items=items), full[items],
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
+def test_inherent_mean_reads_only_the_behaviours_on_a_large_catalogue(ds, batches):
+    """Avg-Pooling's mean: the embedding_bag path (row-sparse gradient) on a catalogue much
+    larger than the histories, equal to the mean of the gathered rows."""
+    m = model(ds, "avg_pool")
+    m.emb.sparse_grads = True
+    x = m.gsu_input(batches[0])
+    n = x.n_valid()
+    mean = m.emb.inherent_mean(x.hist_item, n)
+    mean.sum().backward()
+    assert m.emb.item_emb["item"].weight.grad.is_sparse
+    ref = torch.stack([m.emb.inherent(x.hist_item[r, : int(n[r])]).mean(0) if n[r] else
+                       torch.zeros(m.emb.H) for r in range(len(n))])  # fmt: skip
+    torch.testing.assert_close(mean, ref.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_training_through_run_on_a_large_catalogue_is_finite(ds):
+    """Every Table-4 module trains a few steps on the 40,000-item world through ``fit``."""
+    from twin_study.training.train import fit
+
+    for module in ("avg_pool", "din", "sim_hard", "eta", "sdim", "twin"):
+        m = model(ds, module)
+        cfg = TrainConfig(epochs=1, batch_size=64, max_train_samples=192, progress=False)
+        res = fit(m, ds, cfg)
+        assert np.isfinite([h["train_loss"] for h in res.history]).all(), module
