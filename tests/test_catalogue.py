@@ -323,3 +323,80 @@ def test_training_through_run_on_a_large_catalogue_is_finite(ds):
         cfg = TrainConfig(epochs=1, batch_size=64, max_train_samples=192, progress=False)
         res = fit(m, ds, cfg)
         assert np.isfinite([h["train_loss"] for h in res.history]).all(), module
+
+
+def test_kmeans_on_a_sample_assigns_every_item():
+    """SIM Cluster's k-means: fitted on a seeded sample beyond ``fit_max`` items, then every
+    item assigned; below it, the plain fit on every item (the study's worlds)."""
+    from twin_study.training.pretrain import kmeans_codes
+
+    x = np.random.default_rng(0).normal(size=(3001, 8)).astype(np.float32)
+    full = kmeans_codes(x, 12, seed=0)
+    again = kmeans_codes(x, 12, seed=0, fit_max=3000)
+    np.testing.assert_array_equal(full, again)  # at or below the cap: the unchanged path
+    sampled = kmeans_codes(x, 12, seed=0, fit_max=500)
+    assert sampled.shape == (3001,) and sampled[0] == 0
+    assert set(np.unique(sampled[1:])) <= set(range(1, 13)) and len(np.unique(sampled[1:])) > 6
+    np.testing.assert_array_equal(sampled, kmeans_codes(x, 12, seed=0, fit_max=500))
+
+
+def test_the_catalogue_bench_table_relates_each_module_to_its_smallest_catalogue():
+    import pandas as pd
+
+    from twin_study.analysis import throughput as tp
+
+    df = pd.DataFrame([
+        {"long_module": "twin", "L": 1000, "n_items": 2e4, "samples_per_s": 200.0, "peak_rss_mb": 1},
+        {"long_module": "twin", "L": 1000, "n_items": 1e6, "samples_per_s": 150.0, "peak_rss_mb": 2},
+        {"long_module": "din", "L": 1000, "n_items": 1e6, "samples_per_s": 90.0, "peak_rss_mb": 2},
+        {"long_module": "din", "L": 1000, "n_items": 2e4, "samples_per_s": 100.0, "peak_rss_mb": 1},
+    ])  # fmt: skip
+    wide = tp.catalogue_side_by_side(df)
+    got = {(r.long_module, r.n_items): r.vs_smallest for r in wide.itertuples()}
+    assert got == {("twin", 2e4): 1.0, ("twin", 1e6): 0.75, ("din", 1e6): 0.9, ("din", 2e4): 1.0}
+    assert "0.75x" in tp.format_catalogue(wide)
+    with pytest.raises(ValueError, match="catalogues"):
+        tp.catalogue_throughput(["twin"], [100], [10])
+
+
+def test_catalogue_size_argument_of_the_bench():
+    import argparse
+
+    from twin_study.bench import catalogue_size
+
+    assert catalogue_size("1e6") == 1_000_000 and catalogue_size("20_000") == 20_000
+    for bad in ("5", "1.5e2x", "2.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="catalogue"):
+            catalogue_size(bad)
+
+
+def test_a_userlog_of_a_million_items_loads_and_trains(tmp_path):
+    """A sparse log: 10^6 behaviours on 10^6 distinct items (one behaviour each), as a public
+    log's long tail looks. It loads, and a TWIN trains on it through ``fit`` with row-sparse
+    gradients and query-side scoring (no 10^6-row cache, no dense table update)."""
+    import pandas as pd
+
+    from twin_study.data.registry import load_dataset
+
+    rng = np.random.default_rng(0)
+    n_users, per_user = 2_000, 500
+    n = n_users * per_user
+    log = pd.DataFrame({
+        "user": np.repeat(np.arange(n_users), per_user),
+        "item": rng.permutation(n) + 10_000_000,  # raw ids far from 0..n: renumbered
+        "ts": np.tile(np.arange(per_user), n_users) * 60,
+        "click": rng.integers(0, 2, n),
+    })  # fmt: skip
+    log["cat"] = log["item"] % 37
+    log.to_csv(tmp_path / "log.csv", index=False)
+    spec = {"user": "user", "item": "item", "time": "ts", "time_unit": "s", "label": "click",
+            "item_features": {"category": "cat"}}  # fmt: skip
+    ds = load_dataset("userlog", path=str(tmp_path / "log.csv"), spec=spec, min_history=1)
+    assert ds.items.n_items == n
+    m = build_model(ModelConfig(long_module="twin", long_len=400, k=50), ds).train()
+    opts = make_optimizers(m, TrainConfig())
+    batches = SampleBuilder(ds, 400).batches(ds.split_indices("train"), 128, shuffle=True, seed=0)
+    losses = [train_step(m, next(batches), opts) for _ in range(3)]
+    assert np.isfinite(losses).all()
+    assert m.emb.sparse_grads and m.gsu.last_side == "query"
+    assert m.gsu.cache.keys.numel() == 0, "a 10^6-row item cache was built"

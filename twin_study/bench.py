@@ -12,6 +12,7 @@ The tables of notebooks/01_complexity.ipynb outside the notebook:
 
     twin-study bench --L 1000 1e4 --candidates 1 100 --repeats 5
     twin-study bench --train-L 1e4 --modules twin avg_pool sim_hard
+    twin-study bench --L 100 --train-L 1e4 --catalogue 2e4 1e6 --modules twin sim_hard
     twin-study bench --device cuda --L 1e4 1e5
 """
 
@@ -21,6 +22,7 @@ import argparse
 import sys
 
 MAX_L = 10**6
+MAX_CATALOGUE = 10**8
 
 
 def _integer(text: str) -> int | None:
@@ -32,14 +34,23 @@ def _integer(text: str) -> int | None:
     return int(value) if value.is_integer() else None
 
 
-def history_length(text: str) -> int:
+def _bounded(text: str, lo: int, hi: int, what: str, unit: str, example: str) -> int:
+    """A whole number in [lo, hi] from ``text``, or an argparse error naming ``what``."""
     value = _integer(text)
-    if value is None or not 1 <= value <= MAX_L:
+    if value is None or not lo <= value <= hi:
         raise argparse.ArgumentTypeError(
-            f"invalid L {text!r}: a history length is a whole number of behaviours between 1 "
-            f"and {MAX_L:.0e}, e.g. 1000 or 1e4"
+            f"invalid {what} {text!r}: a whole number of {unit} between {lo} and {hi:.0e}, "
+            f"e.g. {example}"
         )
     return value
+
+
+def history_length(text: str) -> int:
+    return _bounded(text, 1, MAX_L, "L", "behaviours", "1000 or 1e4")
+
+
+def catalogue_size(text: str) -> int:
+    return _bounded(text, 100, MAX_CATALOGUE, "catalogue", "items", "2e4 or 1e6")
 
 
 def positive(text: str) -> int:
@@ -106,6 +117,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--train-steps", type=positive, default=3, help="timed steps per probe (default 3)"
     )
+    parser.add_argument(
+        "--catalogue",
+        nargs="*",
+        type=catalogue_size,
+        default=[],
+        metavar="V",
+        help="also train every module's fast path at each --train-L on catalogues of V items "
+        "(e.g. 2e4 1e5 1e6 1e7; one author per 10 items): samples/s, peak RSS and the speed "
+        "relative to the smallest V, instead of the fast-vs-reference table (default: skip)",
+    )
     parser.add_argument("--heads", type=positive, default=4, help="attention heads (default 4)")
     parser.add_argument("--d-k", type=positive, default=16, help="key size per head (default 16)")
     parser.add_argument(
@@ -152,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
           f"copy {peaks['copy_bytes_per_s'] / 1e9:.1f} GB/s):")  # fmt: skip
     cols = ["setting", "L", "B", "method", "time_s", "flops_per_s", "roofline_fraction"]
     print(fast[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    if args.train_L:
+    if args.train_L and not args.catalogue:  # --catalogue: its own table instead
         from twin_study.analysis import throughput as tp
 
         print(f"\nTraining throughput, batch {args.train_batch or 256}, {args.threads} thread(s), "
@@ -163,4 +184,16 @@ def main(args: argparse.Namespace) -> int:
         print(tp.format_side_by_side(tp.side_by_side(df)))
         print("speed-up = fast / reference samples/s in this run; vs TWIN = this module's fast "
               "samples/s / TWIN's; peak MB = the probe process's VmHWM")  # fmt: skip
+    if args.catalogue and args.train_L:
+        from twin_study.analysis import throughput as tp
+
+        print(f"\nTraining throughput against the catalogue (fast path, batch "
+              f"{args.train_batch or 256}, {args.threads} thread(s), {args.train_steps} timed "
+              f"steps per probe, each in its own process):")  # fmt: skip
+        df = tp.catalogue_throughput(modules, args.train_L, args.catalogue,
+                                     batch_size=args.train_batch or 256, steps=args.train_steps,
+                                     threads=args.threads, device=str(device))  # fmt: skip
+        print(tp.format_catalogue(tp.catalogue_side_by_side(df)))
+        print("samples = samples/s; vs = samples/s over the same module's at the smallest "
+              "catalogue in this run; MB = the probe process's VmHWM")  # fmt: skip
     return 0

@@ -56,9 +56,11 @@ def train_probe(
     device: str = "cpu",
     threads: int = 1,
     seed: int = 0,
+    n_items: int = 20_000,
 ) -> dict:
     """Training throughput of one module at history length L: ``warmup`` + ``steps`` steps,
-    only the ``steps`` timed. Run it through ``train_probe_subprocess`` for its own peak."""
+    only the ``steps`` timed. Run it through ``train_probe_subprocess`` for its own peak.
+    ``n_items``: the catalogue, with one author per 10 items (the generator's default ratio)."""
     from ..data import SyntheticConfig, generate
     from ..training.train import TrainConfig, builder_for, make_optimizers, peak_rss_mb, train_step
     from .complexity import _sync, resolve_device
@@ -70,8 +72,9 @@ def train_probe(
     t0 = time.perf_counter()
     # A batch holds whole requests (5 samples each); a user gives ~40 training samples.
     need = (warmup + steps) * (batch_size + 5)
-    ds = generate(SyntheticConfig(n_users=-(-need // 32), history_len=L,
-                                  history_min=min(200, L), seed=seed))  # fmt: skip
+    ds = generate(SyntheticConfig(n_users=-(-need // 32), history_len=L, history_min=min(200, L),
+                                  n_items=n_items, n_authors=max(n_items // 10, 37),
+                                  seed=seed))  # fmt: skip
     gen_s = time.perf_counter() - t0
     torch.manual_seed(seed)
     cfg_m = ModelConfig(long_module=long_module, long_len=L, k=min(100, L), impl=impl,
@@ -94,7 +97,8 @@ def train_probe(
             step_s.append(time.perf_counter() - t)
             n_seen += len(batch.label)
     return {
-        "long_module": long_module, "impl": impl, "L": L, "batch_size": batch_size,
+        "long_module": long_module, "impl": impl, "L": L, "n_items": n_items,
+        "batch_size": batch_size,
         "steps": steps, "device": str(dev), "threads": torch.get_num_threads(),
         "samples_per_s": n_seen / sum(step_s), "step_s": step_s,
         "peak_rss_mb": peak_rss_mb(), "generate_s": gen_s,
@@ -137,6 +141,54 @@ def train_throughput(
     for L, m, i in tqdm(jobs, desc="training probes", disable=not progress):
         rows.append(train_probe_subprocess(L=L, long_module=m, impl=i, **probe))
     return pd.DataFrame(rows)
+
+
+def catalogue_throughput(
+    modules: Iterable[str],
+    L_values: Sequence[int],
+    catalogues: Sequence[int],
+    progress: bool = True,
+    **probe: object,
+) -> pd.DataFrame:
+    """Training throughput of every module's fast path against the catalogue size (issue 27):
+    one probe per (L, catalogue, module), each in its own process, smallest catalogue first."""
+    from tqdm.auto import tqdm
+
+    modules = list(modules)
+    unknown = sorted(set(modules) - set(LONG_MODULES))
+    if unknown:
+        raise ValueError(f"unknown module(s) {unknown}; choose from {sorted(LONG_MODULES)}")
+    if not catalogues or min(catalogues) < 100:
+        raise ValueError(f"catalogues must be item counts >= 100, got {list(catalogues)}")
+    jobs = [(L, V, m) for L in L_values for V in sorted(catalogues) for m in modules]
+    rows = []
+    for L, V, m in tqdm(jobs, desc="catalogue probes", disable=not progress):
+        rows.append(train_probe_subprocess(L=L, long_module=m, impl="fast", n_items=V, **probe))
+    return pd.DataFrame(rows)
+
+
+def catalogue_side_by_side(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (module, L, catalogue): samples/s, peak RSS, and the speed relative to the
+    same module at the smallest catalogue of the run (issue 27's bar: >= 0.75 at 10^6)."""
+    out = df[["long_module", "L", "n_items", "samples_per_s", "peak_rss_mb"]].copy()
+    first = out.sort_values("n_items").groupby(["long_module", "L"])["samples_per_s"].first()
+    out["vs_smallest"] = out["samples_per_s"] / [
+        first[(m, L)] for m, L in zip(out.long_module, out.L, strict=True)
+    ]
+    return out.reset_index(drop=True)
+
+
+def format_catalogue(wide: pd.DataFrame) -> str:
+    """``catalogue_side_by_side`` as a text table: one row per (module, L), a column per
+    catalogue size (samples/s, then the ratio to the smallest catalogue, then peak MB)."""
+    parts = []
+    for col, fmt in (("samples_per_s", "{:,.0f}"), ("vs_smallest", "{:.2f}x"),
+                     ("peak_rss_mb", "{:,.0f} MB")):  # fmt: skip
+        t = wide.pivot_table(index=["long_module", "L"], columns="n_items", values=col,
+                             sort=False)  # fmt: skip
+        t.columns = [f"{col.split('_')[0]} V={v:.0e}".replace("e+0", "e") for v in t.columns]
+        parts.append(t.map(fmt.format))
+    return pd.concat(parts, axis=1).reset_index().to_string(index=False)
 
 
 def side_by_side(df: pd.DataFrame) -> pd.DataFrame:

@@ -360,7 +360,10 @@ class ItemKeyCache(nn.Module):
     def __init__(self, n_items: int, heads: int, d_k: int, refresh: int):
         super().__init__()
         self.refresh_every = refresh
-        self.register_buffer("keys", torch.zeros(n_items + 1, heads, d_k), persistent=False)
+        self.shape = (n_items + 1, heads, d_k)
+        # Allocated at the first rebuild: a model that always scores from the query side
+        # (a large catalogue) never holds the (n_items + 1, heads, d_k) table.
+        self.register_buffer("keys", torch.zeros(0, heads, d_k), persistent=False)
         self.age = -1  # steps since the last rebuild; -1 = never built
         self.built_from: tuple[int, ...] | None = None  # source versions at the last rebuild
 
@@ -374,6 +377,8 @@ class ItemKeyCache(nn.Module):
 
     @torch.no_grad()
     def rebuild(self, emb: FeatureEmbedder, att: TwinAttention) -> None:
+        if self.keys.shape != self.shape:
+            self.keys = att.W_h.weight.new_empty(self.shape)
         # K_h W^h for all items, one feature table at a time (W^h has no bias).
         emb.project_items(att.W_h.weight, out=self.keys.view(self.keys.shape[0], -1))
         self.age = 0

@@ -153,3 +153,29 @@ def plot_train_throughput(wide: pd.DataFrame, bar: float = 2000.0) -> Figure:
     axes[0][0].legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     fig.suptitle("Training throughput, one thread, batch 256 (speed-up = fast / reference)")
     return fig
+
+
+def plot_catalogue(wide: pd.DataFrame, bar: float = 0.75) -> Figure:
+    """Training cost per step against the catalogue size (issue 27): samples/s of every
+    module's fast path (left) and its ratio to the same module at the smallest catalogue
+    (right, with the 0.75 bar), one line per module, a line style per L; log x.
+    ``wide``: ``twin_study.analysis.throughput.catalogue_side_by_side``."""
+    fig, (ax, ax_r) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    styles = ["-", "--", ":", "-."]
+    modules = list(dict.fromkeys(wide.long_module))
+    cmap = plt.get_cmap("tab10")
+    for j, L in enumerate(sorted(wide.L.unique())):
+        for i, m in enumerate(modules):
+            g = wide[(wide.L == L) & (wide.long_module == m)].sort_values("n_items")
+            kw = dict(color=cmap(i % 10), ls=styles[j % len(styles)], marker="o", ms=3)
+            ax.plot(g.n_items, g.samples_per_s, label=f"{m}, L = {L:,}", **kw)
+            ax_r.plot(g.n_items, g.vs_smallest, **kw)
+    ax_r.axhline(bar, color="k", ls=":", lw=1)
+    ax_r.text(wide.n_items.min(), bar, f" {bar:g}x bar", va="bottom", fontsize="x-small")
+    ax.set(xscale="log", yscale="log", xlabel="catalogue (items)", ylabel="training samples/s",
+           title="cost per step against catalogue size")  # fmt: skip
+    ax_r.set(xscale="log", xlabel="catalogue (items)", ylim=(0, None),
+             ylabel="samples/s / samples/s at the smallest catalogue",
+             title="relative to the smallest catalogue")  # fmt: skip
+    ax.legend(fontsize="xx-small", ncol=2)
+    return fig

@@ -33,6 +33,10 @@ from ..models.ctr import CTRModel
 from ..seed import seed_everything
 from .metrics import all_metrics, logloss
 
+# torch's AdaGrad builds its row-sparse update tensors without invariant checks and warns once
+# per process that it does; they are built from a coalesced gradient, so they hold.
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+
 
 @dataclass
 class TrainConfig:
