@@ -234,8 +234,8 @@ class TwinAttention(nn.Module):
         K (B, n, H + C) = [K_h, K_c] as ``FeatureEmbedder.behaviours`` returns it; bias
         (B, n, heads) the cross term (``code_bias`` or ``cross_bias``; zeros without cross
         features). Keys read K's first columns, values all the columns this mode uses; the
-        backward is hand-written (``_PooledAttention``)."""
-        pooled, w = _PooledAttention.apply(
+        backward is hand-written (``pooled_attention``)."""
+        pooled, w = pooled_attention(
             K[..., : self.W_v.in_features], self._query_input(qh), bias, valid
         )
         return self._output(pooled), w
@@ -299,9 +299,21 @@ class TwinAttention(nn.Module):
         return torch.softmax(alpha, dim=dim) * has_any
 
 
+def pooled_attention(
+    K: torch.Tensor, q_in: torch.Tensor, bias: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked softmax attention pooling: K (B, n, Hv) (keys: its first ``width`` columns),
+    q_in (B, heads, width), bias (B, n, heads), valid (B, n) -> pooled (B, heads, Hv) and the
+    weights (B, n, heads), which are not differentiable. On the CPU the native op
+    ``twin_study::esu_attend`` (``esu_attend.cpp``, one pass per sample, its own backward op);
+    otherwise ``_PooledAttention``, the definition."""
+    got = native.esu_attend(K, q_in, bias, valid)
+    return got if got is not None else _PooledAttention.apply(K, q_in, bias, valid)
+
+
 class _PooledAttention(torch.autograd.Function):
-    """Masked softmax attention pooling with a hand-written backward (on the CPU, the native
-    kernel ``esu_attend.cpp`` computes the same in one pass per sample; torch otherwise).
+    """Masked softmax attention pooling with a hand-written backward, in torch ops (the
+    native op computes the same; ``pooled_attention`` picks).
 
     Forward: alpha = K[..., :Hk] q_in^T + bias (B, n, heads); w = softmax over the valid n;
     pooled = w^T K (B, heads, Hv). Autograd would write the gradient of K twice (through
@@ -311,14 +323,10 @@ class _PooledAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, K, q_in, bias, valid):  # noqa: ANN001 -- autograd's signature
-        got = native.esu_forward(K, q_in, bias, valid)  # the same, one pass per sample
-        if got is not None:
-            w, pooled = got
-        else:
-            width = q_in.shape[-1]  # keys are K's first `width` columns
-            alpha = torch.baddbmm(bias, K[..., :width], q_in.transpose(1, 2))  # (B, n, heads)
-            w = TwinAttention._softmax(alpha, valid[..., None], dim=1)
-            pooled = torch.bmm(w.transpose(1, 2), K)  # (B, heads, Hv)
+        width = q_in.shape[-1]  # keys are K's first `width` columns
+        alpha = torch.baddbmm(bias, K[..., :width], q_in.transpose(1, 2))  # (B, n, heads)
+        w = TwinAttention._softmax(alpha, valid[..., None], dim=1)
+        pooled = torch.bmm(w.transpose(1, 2), K)  # (B, heads, Hv)
         ctx.save_for_backward(K, q_in, w)
         ctx.mark_non_differentiable(w)
         return pooled, w
@@ -326,10 +334,6 @@ class _PooledAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_pooled, _d_w):  # noqa: ANN001
         K, q_in, w = ctx.saved_tensors
-        got = native.esu_backward(K, q_in, w, d_pooled)
-        if got is not None:
-            d_K, d_q, d_alpha = got
-            return d_K, d_q, d_alpha, None
         width = q_in.shape[-1]
         d_w = torch.bmm(K, d_pooled.transpose(1, 2))  # (B, n, heads)
         d_alpha = w * (d_w - (w * d_w).sum(dim=1, keepdim=True))  # softmax backward

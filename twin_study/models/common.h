@@ -1,5 +1,6 @@
-// Shared by the native kernels: 8 floats as one vector (GCC / Clang vector extension; with
-// -march=native the compiler maps it to the machine's 256-bit registers), unaligned loads and
+// Shared by the native kernels: 8 floats as one vector (GCC / Clang vector extension; built for
+// x86-64-v3 the compiler maps it to one 256-bit register, for the x86-64 baseline to two
+// 128-bit ones, with the same float operations per lane), unaligned loads and
 // stores through memcpy (no aliasing or alignment assumptions), and the walk over a batch's
 // requests.
 #pragma once

@@ -11,7 +11,8 @@
 // torch computes the same with batched products of tiny matrices (B x 100 x 168 by 4 or 8
 // columns), which run far below the CPU's speed; here each row of K is read from the cache
 // once per pass and the columns are vector lanes. A sample without a valid finalist gets zero
-// weights (a softmax over nothing). Called through ctypes by twin_study/models/native.py.
+// weights (a softmax over nothing). Called through ctypes by the torch ops in
+// twin_study/models/native/ops.py.
 
 #include <cmath>
 #include <cstdint>

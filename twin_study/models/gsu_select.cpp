@@ -12,8 +12,8 @@
 // ranking only the blocks that can hold it (see select_lanes). Ties: the more recent slot wins
 // (torch.topk leaves tie order undefined; the tests compare selections up to exact ties).
 //
-// Built on first use by twin_study/models/native.py (g++ -O3 -march=native) and called through
-// ctypes with raw pointers to contiguous CPU tensors.
+// Built on first use by twin_study/models/native/library.py (g++ -O3, a fixed x86-64 level) and
+// called through ctypes by the torch ops in native/ops.py, with pointers to checked CPU tensors.
 
 #include <algorithm>
 #include <cmath>
@@ -375,7 +375,8 @@ int gsu_select_codes(const uint8_t* codes, int64_t V, int64_t G16, const int64_t
 // The paper's merge of per-head rankings into one set of k unique behaviours (as
 // topk.merge_heads): walk rank-major -- rank 0 of head 0, 1, ..., rank 1 of head 0, ... --
 // keeping a slot the first time it appears. top (B, heads, k) slots in [0, L), each head's
-// list best first and duplicate-free; out (B, k). Returns 0, or -1 for a slot outside [0, L).
+// list best first and duplicate-free; out (B, k). Returns 0, -1 for a slot outside [0, L), or
+// -2 when a row yields fewer than k unique slots (a head's list repeats one; out unfilled).
 int merge_heads(const int64_t* top, int64_t B, int64_t heads, int64_t k, int64_t L,
                 int64_t* out) {
     std::vector<uint8_t> seen(L, 0);
@@ -393,6 +394,7 @@ int merge_heads(const int64_t* top, int64_t B, int64_t heads, int64_t k, int64_t
                 }
             }
         for (int64_t i = 0; i < m; ++i) seen[o[i]] = 0;
+        if (m < k) return -2;
     }
     return 0;
 }

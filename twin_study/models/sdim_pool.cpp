@@ -11,7 +11,7 @@
 // and added only where a sample's target shares its bucket: about cnt * G / 2^tau of the
 // (sample, group) pairs, each a run of H contiguous floats. The backward visits the same pairs
 // in the same order, summing the matching gradient rows into a register-held row first.
-// Called through ctypes by twin_study/models/native.py.
+// Called through ctypes by the torch ops in twin_study/models/native/ops.py.
 
 #include <algorithm>
 #include <cstdint>
@@ -105,17 +105,20 @@ int sdim_pool_forward(const float* Kall, int64_t V, int64_t H, const int64_t* co
     });
 }
 
-// The backward: d_Kall (V, H) float32, added to; d_v (B, G, H). Inputs as the forward (checked
-// there).
-void sdim_pool_backward(float* d_Kall, int64_t H, const int64_t* codes, int64_t G, int64_t nb,
-                        const int64_t* hist_item, int64_t R, int64_t L, const int64_t* n_valid,
-                        const int64_t* target, const int64_t* order, const int64_t* counts,
-                        const float* d_v) {
+// The backward: d_Kall (V, H) float32, added to; d_v (B, G, H); the other inputs as the
+// forward. Returns 0; -1 when an item id or a bucket id is out of range (checked, as in the
+// forward, before a row is read or written).
+int sdim_pool_backward(float* d_Kall, int64_t V, int64_t H, const int64_t* codes, int64_t G,
+                       int64_t nb, const int64_t* hist_item, int64_t R, int64_t L,
+                       const int64_t* n_valid, const int64_t* target, int64_t B,
+                       const int64_t* order, const int64_t* counts, const float* d_v) {
+    if (bad_input(codes, V, G, nb, target, B)) return -1;
     BucketLists lists;
     std::vector<float> acc(H);
-    each_request(R, L, n_valid, order, counts, [&](int64_t r, const int64_t* samples,
-                                                   int64_t cnt, int64_t n) -> int {
+    return each_request(R, L, n_valid, order, counts, [&](int64_t r, const int64_t* samples,
+                                                          int64_t cnt, int64_t n) -> int {
         const int64_t* items = hist_item + r * L;
+        if (bad_input(codes, V, G, nb, items, n)) return -1;
         lists.build(codes, G, nb, target, samples, cnt);
         for (int64_t j = 0; j < n; ++j) {
             if (j + AHEAD < n) prefetch_item(d_Kall, H, codes, G, items[j + AHEAD]);
