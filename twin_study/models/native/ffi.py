@@ -3,7 +3,8 @@
 ``prototypes`` reads the ``extern "C"`` functions of a kernel's source; ``Kernel.call`` takes
 the arguments *by their C names*, so an argument can neither be forgotten nor passed in
 another position, and it checks each tensor against its parameter's C type (dtype, CPU,
-innermost dimension dense) before its pointer is passed. A prototype edited in the .cpp is
+innermost dimension dense) before its pointer is passed; an ``int64_t*`` also takes a list
+of ints (a few sizes, cheaper than a tensor). A prototype edited in the .cpp is
 picked up with the next build; no hand copy of the signatures can drift from it.
 """
 
@@ -92,6 +93,8 @@ def _c_value(fn: str, name: str, ctype: str, value: object):  # noqa: ANN202
         return (ctypes.c_void_p * max(1, len(tensors)))(*(t.data_ptr() for t in tensors))
     if value is None:
         return None  # a null pointer: the kernel's documented "absent" (e.g. no bias)
+    if ctype == "int64_t*" and isinstance(value, (list, tuple)):  # a few sizes: no tensor
+        return (ctypes.c_int64 * max(1, len(value)))(*value)
     _check_pointer(fn, name, _POINTERS[ctype], value, dense=True)
     return value.data_ptr()  # type: ignore[union-attr]
 

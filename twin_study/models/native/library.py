@@ -64,8 +64,10 @@ def enabled() -> bool:
     return os.environ.get(NATIVE_ENV, "1") != "0"
 
 
+@functools.cache
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo is missing)."""
+    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo is missing).
+    Read once: reading /proc/cpuinfo costs more than a small kernel call."""
     try:
         with open("/proc/cpuinfo") as f:
             line = next((ln for ln in f if ln.startswith("flags")), "")
@@ -147,6 +149,8 @@ def load(name: str = "gsu", target: str | None = None, force: bool = False) -> K
     if not (enabled() or force):
         return None
     target = isa_target() if target is None else target
+    if (name, target) in _libs:  # the common case, on every kernel call: no lock
+        return _libs[name, target]
     with _lock:
         if (name, target) not in _libs:
             _libs[name, target] = None

@@ -399,12 +399,12 @@ def rows_gather(tables: list[Tensor], indices: list[Tensor]) -> Tensor:
     return out
 
 
-def _sizes(tables: list[Tensor], dim: int) -> Tensor:
-    return torch.tensor([t.shape[dim] for t in tables], dtype=torch.int64)
+def _sizes(tables: list[Tensor], dim: int) -> list[int]:
+    return [t.shape[dim] for t in tables]
 
 
-def _strides(indices: list[Tensor]) -> Tensor:
-    return torch.tensor([i.stride(0) for i in indices], dtype=torch.int64)
+def _strides(indices: list[Tensor]) -> list[int]:
+    return [i.stride(0) for i in indices]
 
 
 def _raise_index(rc: int, tables: list[Tensor]) -> None:
