@@ -122,7 +122,7 @@ def _check_gsu_select(table, hist_item, n_valid, query, req, bias_table, bias_co
     a.tensor("query", query, torch.float32, "B heads d")
     bias = (bias_table, bias_codes, bias_strides)
     a.require(all(t is None for t in bias) or all(t is not None for t in bias), "bias_table",
-              "bias_codes and bias_strides come together or not at all")  # fmt: skip
+              "must come with bias_codes and bias_strides: all three or none")  # fmt: skip
     if bias_table is not None:
         a.tensor("bias_table", bias_table, torch.float32, "heads n_codes")
         a.tensor("bias_codes", bias_codes, torch.int64, "R L J")
