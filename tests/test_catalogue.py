@@ -131,8 +131,21 @@ def full_scores(rows, x) -> torch.Tensor:
     return out
 
 
+def side_rows(m, x, side: str):
+    """The fast path's per-request scoring on one key side (slots are the same on all)."""
+    if side == "query":
+        return m.gsu.query_rows(x)
+    if side == "batch":
+        keys, cx = m.gsu.batch_keys(x)
+        assert keys.shape[0] < m.emb.n_items, "the batch cache must be smaller than the catalogue"
+        qh = m.esu.query(m.emb.inherent(x.target))  # from the item ids, not cx's rows
+        return m.gsu.score_rows(cx, keys, qh)
+    return m.gsu.score_rows(x)
+
+
+@pytest.mark.parametrize("other", ["query", "batch"])
 @pytest.mark.parametrize("module", ["twin", "twin_no_bias"])
-def test_query_side_selects_what_the_item_cache_selects(ds, batches, module):
+def test_query_side_selects_what_the_item_cache_selects(ds, batches, module, other):
     """Both paths select exactly the merged top-k of their own scores, and their scores
     agree to float rounding: any difference between the two selections is a near-tie that
     rounding broke the other way, never a different ranking."""
@@ -142,23 +155,22 @@ def test_query_side_selects_what_the_item_cache_selects(ds, batches, module):
         for b in batches:
             x = m.gsu_input(b)
             picks, scores = {}, {}
-            for side in ("cache", "query"):
+            for side in ("cache", other):
                 m.gsu.key_side = side
-                if side == "query":
-                    m.gsu.cache.age = -1  # forget the cache: the query side must not need it
+                if side != "cache":
+                    m.gsu.cache.age = -1  # forget the cache: this side must not need it
                 picks[side] = m.gsu.select(x, K)
                 assert m.gsu.last_side == side
-                rows = m.gsu.score_rows(x) if side == "cache" else m.gsu.query_rows(x)
-                scores[side] = full_scores(rows, x)
+                scores[side] = full_scores(side_rows(m, x, side), x)
                 ref_idx, ref_ok = merged_topk(scores[side], x.sample_valid(), K)
                 idx, ok = picks[side]
                 assert torch.equal(ok, ref_ok), side
                 for i in range(len(idx)):  # exact, up to exactly tied scores
                     assert same_selection(scores[side][i], idx[i][ok[i]], ref_idx[i][ref_ok[i]])
             fin = torch.isfinite(scores["cache"])
-            torch.testing.assert_close(scores["query"][fin], scores["cache"][fin],
+            torch.testing.assert_close(scores[other][fin], scores["cache"][fin],
                                        rtol=1e-5, atol=1e-5)  # fmt: skip
-            for (iq, okq), (ic, okc) in [(picks["query"], picks["cache"])]:
+            for (iq, okq), (ic, okc) in [(picks[other], picks["cache"])]:
                 agree += sum(set(iq[i][okq[i]].tolist()) == set(ic[i][okc[i]].tolist())
                              for i in range(len(iq)))  # fmt: skip
             total += len(x.target)
@@ -172,17 +184,25 @@ def same_selection(scores: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> bo
     return sa == sb
 
 
+def test_key_side_costs_follow_the_catalogue_or_the_batch():
+    small = key_side_costs(1_000, 144, 4, 16, pairs=10**6, n_queries=256, n_slots=10**5)
+    big = key_side_costs(10**7, 144, 4, 16, pairs=10**6, n_queries=256, n_slots=10**5)
+    assert big["rebuild"] // (10**7 + 1) == small["rebuild"] // 1_001  # grows with the catalogue
+    assert big["batch"] < big["rebuild"] and small["rebuild"] <= small["batch"]
+    assert big["query"] == small["query"]  # the query side never sees the catalogue
+    assert big["batch"] == (10**5) * 144 * 64 + 10**6 * 64  # the batch's slots, not V
+
+
 def test_auto_chooses_by_cost_and_rebuilds_only_when_that_pays(ds, batches):
     m = model(ds, "twin").train()
     opts = make_optimizers(m, TrainConfig())
     x = m.gsu_input(batches[0])
-    pairs = int(x.n_valid()[x.req].sum())
-    cost = key_side_costs(ds.items.n_items, m.emb.H, 4, 16, pairs, len(x.target))
-    assert cost["query"] < cost["cache"], "this world must favour the query side"
+    cost, cheaper = m.gsu.skip_costs(x)
+    assert cost[cheaper] < cost["rebuild"], "this world must favour skipping the rebuild"
     train_step(m, batches[0], opts)
-    assert m.gsu.last_side == "query" and m.gsu.cache.age < 0, "a 40,000-item rebuild ran"
-    # Evaluation keeps the parameters still: query-side work adds up (ski rental) until a
-    # rebuild is cheaper, and from then on the fresh cache is read for free.
+    assert m.gsu.last_side == cheaper and m.gsu.cache.age < 0, "a 40,000-item rebuild ran"
+    # Evaluation keeps the parameters still: the work of skipping adds up (ski rental) until
+    # a rebuild is cheaper, and from then on the fresh cache is read for free.
     m.eval()
     m.prepare_eval()
     sides = []
@@ -190,10 +210,9 @@ def test_auto_chooses_by_cost_and_rebuilds_only_when_that_pays(ds, batches):
         for _ in range(200):
             m.gsu.select(x, K)
             sides.append(m.gsu.last_side)
-    extra = cost["query"] - (cost["cache"] - cost["rebuild"])  # per query-side call
-    n_query = -(-cost["rebuild"] // extra) - 1  # calls before a rebuild is cheaper
-    assert 1 <= n_query < len(sides) - 1
-    assert sides == ["query"] * n_query + ["cache"] * (len(sides) - n_query)
+    n_skip = -(-cost["rebuild"] // cost[cheaper]) - 1  # calls before a rebuild is cheaper
+    assert 1 <= n_skip < len(sides) - 1
+    assert sides == [cheaper] * n_skip + ["cache"] * (len(sides) - n_skip)
     # A parameter update makes the cache stale again.
     m.train()
     train_step(m, batches[1], opts)
@@ -398,5 +417,5 @@ def test_a_userlog_of_a_million_items_loads_and_trains(tmp_path):
     batches = SampleBuilder(ds, 400).batches(ds.split_indices("train"), 128, shuffle=True, seed=0)
     losses = [train_step(m, next(batches), opts) for _ in range(3)]
     assert np.isfinite(losses).all()
-    assert m.emb.sparse_grads and m.gsu.last_side == "query"
+    assert m.emb.sparse_grads and m.gsu.last_side in ("batch", "query")
     assert m.gsu.cache.keys.numel() == 0, "a 10^6-row item cache was built"

@@ -324,7 +324,7 @@ class SdimGSU(_HashedGSU):
 
 
 def key_side_costs(
-    n_items: int, H: int, heads: int, d_k: int, pairs: int, n_queries: int
+    n_items: int, H: int, heads: int, d_k: int, pairs: int, n_queries: int, n_slots: int = 0
 ) -> dict[str, int]:
     """Multiply-adds of the two ways to score ``pairs`` (candidate, behaviour) pairs with
     CP-GSU's inherent term (K_h W^h) . (q W^q), both exact:
@@ -335,6 +335,10 @@ def key_side_costs(
       x heads x d_k x H), then one heads x H dot per pair against the gathered K_h -- grows
       with the batch only.
 
+    * ``batch``: project only the items the batch reads (at most ``n_slots``, its history
+      slots and targets) into a small cache of the batch, then score as ``cache`` does --
+      grows with the batch only.
+
     ``rebuild`` is the cache's share, paid once per parameter change. The same terms as
     ``analysis.complexity.analytic_cost`` (which counts a multiply-add as 2 FLOPs)."""
     hd = heads * d_k
@@ -342,7 +346,15 @@ def key_side_costs(
         "rebuild": (n_items + 1) * H * hd,
         "cache": (n_items + 1) * H * hd + pairs * hd,
         "query": n_queries * hd * H + pairs * heads * H,
+        "batch": min(n_items + 1, n_slots) * H * hd + pairs * hd,
     }
+
+
+# The query side's multiply-adds run ~4x slower per MAC on the CPU than the batch cache's: a
+# (candidates x heads) x H by H x n product per request after a row gather (measured ~13
+# GFLOP/s at L = 10^4 on this study's 2-core machine) against one batched projection and the
+# native gather-and-dot kernel. ``CpGSU`` weighs them so before comparing.
+QUERY_SIDE_PENALTY = 4
 
 
 class ItemKeyCache(nn.Module):
@@ -401,16 +413,19 @@ class CpGSU(GSU):
     (TWIN) or a separately trained model's (the w/o Para-Con ablation).
 
     Where the catalogue is large and the cache must be fresh (``cache_refresh`` = 0), the
-    fast path scores from the query side instead (issue 27): (K_h W^h) . q' = K_h . (q' W^h),
-    the same score without the O(n_items) rebuild. ``key_side`` chooses: "auto" (the cheaper
-    by ``key_side_costs``, counted as ski rental: query-side work is summed while the
-    parameters stay unchanged, e.g. over an evaluation pass, and the cache is rebuilt once
-    that sum would pass the rebuild's cost), "cache" or "query". A computation choice, not a
-    model one: both select the same behaviours up to float rounding (tests/test_catalogue.py).
-    A stale cache (``cache_refresh`` > 0) is always read: its lag is what it models.
+    fast path avoids the O(n_items) rebuild (issue 27) in one of two ways: "batch" projects
+    only the items this batch reads into a cache of the batch (the rows of the full cache it
+    would read), "query" scores from the query side, (K_h W^h) . q' = K_h . (q' W^h).
+    ``key_side`` chooses: "auto" (the cheapest by ``key_side_costs``, the query side weighed
+    by ``QUERY_SIDE_PENALTY``, counted as ski rental: the work of skipping the rebuild is
+    summed while the parameters stay unchanged, e.g. over an evaluation pass, and the cache is
+    rebuilt once that sum would pass the rebuild's cost), "cache", "batch" or "query". A
+    computation choice, not a model one: all select the same behaviours up to float rounding
+    (tests/test_catalogue.py). A stale cache (``cache_refresh`` > 0) is always read: its lag
+    is what it models.
     """
 
-    KEY_SIDES = ("auto", "cache", "query")
+    KEY_SIDES = ("auto", "cache", "batch", "query")
 
     def __init__(self, emb: FeatureEmbedder, att: TwinAttention, refresh: int):
         super().__init__()
@@ -418,7 +433,7 @@ class CpGSU(GSU):
         self.cache = ItemKeyCache(emb.n_items, att.heads, att.d_k, refresh)
         self.key_side = "auto"
         self._spent: tuple[tuple[int, ...] | None, int] = (None, 0)  # (versions, query MACs)
-        self.last_side = ""  # what the last fast selection used: "cache" or "query"
+        self.last_side = ""  # what the last fast selection used: cache, batch or query
 
     def step(self) -> None:
         self.cache.step(*self._src)
@@ -436,30 +451,42 @@ class CpGSU(GSU):
         if self.cache.refresh_every > 0 and self.cache.age < 0:
             self.cache.rebuild(*self._src)
 
-    def keys_for(self, x: GsuInput) -> bool:
-        """Whether this selection reads the item cache (rebuilt here if due) or scores from
-        the query side; see the class docstring."""
+    def keys_for(self, x: GsuInput) -> str:
+        """Where this selection's keys come from: "cache" (the item cache, rebuilt here if
+        due), "batch" or "query"; see the class docstring."""
         if self.key_side not in self.KEY_SIDES:
             raise ValueError(f"unknown key_side {self.key_side!r}; one of {self.KEY_SIDES}")
         emb, att = self._src
         c = self.cache
         if c.refresh_every > 0 or self.key_side == "cache":
             self.ensure_fresh()
-            return True
+            return "cache"
         if c.is_fresh(emb, att):
-            return True
-        if self.key_side == "query":
-            return False
-        pairs = int(x.n_valid()[x.req].sum())  # behaviours scored, summed over candidates
-        cost = key_side_costs(emb.n_items, emb.H, att.heads, att.d_k, pairs, len(x.target))
+            return "cache"
+        if self.key_side != "auto":
+            return self.key_side
+        cost, side = self.skip_costs(x)
         versions = c.versions(emb, att)
         spent = self._spent[1] if self._spent[0] == versions else 0
-        extra = cost["query"] - (cost["cache"] - cost["rebuild"])  # what skipping it costs
-        if spent + extra >= cost["rebuild"]:
+        if spent + cost[side] >= cost["rebuild"]:
             c.rebuild(emb, att)
-            return True
-        self._spent = (versions, spent + extra)
-        return False
+            return "cache"
+        self._spent = (versions, spent + cost[side])
+        return side
+
+    def skip_costs(self, x: GsuInput) -> tuple[dict[str, int], str]:
+        """What skipping the rebuild costs this selection, in weighted multiply-adds, on each
+        way ("batch", "query"; beyond scoring from a fresh cache), the rebuild's own cost, and
+        the cheaper way."""
+        emb, att = self._src
+        pairs = int(x.n_valid()[x.req].sum())  # behaviours scored, summed over candidates
+        n_slots = x.hist_item.numel() + x.target.numel()
+        cost = key_side_costs(emb.n_items, emb.H, att.heads, att.d_k, pairs, len(x.target),
+                              n_slots)  # fmt: skip
+        scoring = cost["cache"] - cost["rebuild"]  # what a fresh cache costs anyway
+        out = {"rebuild": cost["rebuild"], "batch": cost["batch"] - scoring,
+               "query": QUERY_SIDE_PENALTY * cost["query"] - scoring}  # fmt: skip
+        return out, min(("batch", "query"), key=out.__getitem__)
 
     def query_rows(self, x: GsuInput) -> Callable[[int, int, torch.Tensor], torch.Tensor]:
         """The fast path's scoring of request r from the query side: each candidate's query
@@ -504,28 +531,46 @@ class CpGSU(GSU):
         s = score_by_table(self.cache.keys, x.hist_item, qh, x.req, x.chunk, bias)
         return s, x.sample_valid()
 
-    def score_rows(self, x: GsuInput) -> Callable[[int, int, torch.Tensor], torch.Tensor]:
+    def score_rows(
+        self, x: GsuInput, keys: torch.Tensor | None = None, qh: torch.Tensor | None = None
+    ) -> Callable[[int, int, torch.Tensor], torch.Tensor]:
         """The fast path's scoring of request r (see ``table_rows``): alpha over its valid
-        behaviours from the item cache and the joint cross-bias table."""
+        behaviours from the item cache and the joint cross-bias table. With ``keys`` (a cache
+        of x's items, x renumbered by ``batch_keys``) pass the queries ``qh`` too: x's
+        targets are then rows of ``keys``, not item ids."""
         emb, att = self._src
-        self.ensure_fresh()
-        qh = att.query(emb.inherent(x.target))  # (B, heads, d_k)
-        return table_rows(self.cache.keys, x, qh, self._bias_rows(x))
+        if keys is None:
+            self.ensure_fresh()
+            keys = self.cache.keys
+        if qh is None:
+            qh = att.query(emb.inherent(x.target))  # (B, heads, d_k)
+        return table_rows(keys, x, qh, self._bias_rows(x))
+
+    def batch_keys(self, x: GsuInput) -> tuple[torch.Tensor, GsuInput]:
+        """K_h W^h of only the items x reads, (U, heads, d_k), and x renumbered to index it:
+        the rows of the full cache this batch would read (``compact_items``)."""
+        emb, att = self._src
+        items, cx = compact_items(x, emb.n_items)
+        if items is None:  # the catalogue is no larger than the batch: the cache itself
+            self.ensure_fresh()
+            return self.cache.keys, x
+        keys = emb.project_items(att.W_h.weight, items=items)  # (U, heads * d_k)
+        return keys.view(len(items), att.heads, att.d_k), cx
 
     def fast_select(self, x: GsuInput, k: int):
         emb, att = self._src
-        use_cache = self.keys_for(x)
-        self.last_side = "cache" if use_cache else "query"
-        if not use_cache:
+        self.last_side = side = self.keys_for(x)
+        if side == "query":
             return select_per_request(self.query_rows(x), x.n_valid(), x.req, x.length, k,
                                       att.heads)  # fmt: skip
+        qh = att.query(emb.inherent(x.target))  # (B, heads, d_k), from the item ids
+        keys, x = self.batch_keys(x) if side == "batch" else (self.cache.keys, x)
         joint = att.joint_bias_table(emb)
         if att.mode == "split" and att.J > 0 and joint is None:  # too many joint codes
-            return select_per_request(self.score_rows(x), x.n_valid(), x.req, x.length, k,
-                                      att.heads)  # fmt: skip
-        qh = att.query(emb.inherent(x.target))  # (B, heads, d_k)
+            return select_per_request(self.score_rows(x, keys, qh), x.n_valid(), x.req,
+                                      x.length, k, att.heads)  # fmt: skip
         bias = (joint[0], x.hist_cross, joint[1]) if joint is not None else None
-        return select_table(x, k, self.cache.keys, qh, lambda: self.score_rows(x), bias)
+        return select_table(x, k, keys, qh, lambda: self.score_rows(x, keys, qh), bias)
 
 
 def live_scores(emb: FeatureEmbedder, att: TwinAttention, x: GsuInput) -> torch.Tensor:
