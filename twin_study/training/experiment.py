@@ -370,8 +370,9 @@ def record(
 
 def cpu_isa(flags: Iterable[str] | None = None) -> str:
     """The widest x86 vector instruction set among the CPU's ``flags`` (default: this CPU's,
-    from /proc/cpuinfo), the one ``-march=native`` builds the kernels for: ``"avx512"``
-    (avx512f), ``"avx2"`` or ``"baseline"``; the machine's name where no flags are known."""
+    from /proc/cpuinfo): ``"avx512"`` (avx512f), ``"avx2"`` or ``"baseline"``; the machine's
+    name where no flags are known. Recorded beside ``native.build_info()``: the kernels are
+    built for a fixed level (x86-64-v3 or x86-64), but torch's own ops dispatch on this."""
     if flags is None:
         try:
             with open("/proc/cpuinfo") as f:
