@@ -1,4 +1,5 @@
-"""`twin-study report`: README's results section rebuilt from fixture paper-profile outputs."""
+"""`twin-study report`: the results section (README.md, or docs/results.md beside it) and the
+README's headline rebuilt from fixture paper-profile outputs."""
 
 from __future__ import annotations
 
@@ -182,3 +183,44 @@ def test_the_readme_opens_its_results_with_the_generated_headline() -> None:
     text = (paths.REPO_ROOT / "README.md").read_text()
     after = text.split("\n## Results\n", 1)[1].lstrip("\n")
     assert after.startswith(report.HEADLINE_START)
+
+
+def test_results_page_beside_the_readme(layout: Path, capsys) -> None:
+    """With docs/results.md beside the README, the section goes there (figure links relative
+    to docs/), the headline stays in the README (links relative to it), and --check passes."""
+    readme = layout / "README.md"
+    readme.write_text(f"# project\n\n## Results\n\n{report.HEADLINE_START}\n"
+                      f"{report.HEADLINE_END}\n\nMore in docs/results.md.\n")  # fmt: skip
+    page = layout / "docs" / "results.md"
+    page.parent.mkdir()
+    page.write_text(f"# Results\n\n{report.START}\n{report.END}\n")
+    figs = layout / "figures"
+    save_results(figs / report.PANEL_STEM, {"headline": "**Across** X."})
+    (figs / report.PANEL_STEM / "effects_auc.png").write_bytes(b"\x89PNG fake")
+    assert report.results_page(readme) == page
+    args = ["report", "--readme", str(readme), "--figures", str(figs),
+            "--notebooks", str(layout / "notebooks")]  # fmt: skip
+    assert cli.main(args) == 0
+    assert str(page) in capsys.readouterr().out
+    body = page.read_text().split(report.START)[1].split(report.END)[0]
+    assert "![03_main_results: table4_synthetic](../figures/03_main_results/table4_synthetic.png)" \
+        in body  # fmt: skip
+    assert "### 03 — Main results: the paper's Table 4" in body
+    text = readme.read_text()
+    assert report.START not in text and "**Across** X." in text
+    assert "](figures/08_panel/effects_auc.png)" in text
+    assert cli.main([*args, "--check"]) == 0
+    # the same, named explicitly
+    assert not report.update_readme(readme, figs, layout / "notebooks", True, results=page)
+    # a README that keeps the section's markers too would hold a stale copy: an error
+    readme.write_text(text + f"\n{report.START}\n{report.END}\n")
+    with pytest.raises(report.ReportError, match="remove them from the README"):
+        update(layout)
+
+
+def test_the_repositorys_results_live_in_docs() -> None:
+    from twin_study import paths
+
+    readme = paths.REPO_ROOT / "README.md"
+    assert report.results_page(readme) == paths.REPO_ROOT / "docs" / "results.md"
+    assert report.START not in readme.read_text()

@@ -1,19 +1,23 @@
-"""``twin-study report``: regenerate README.md's results section from the committed outputs.
+"""``twin-study report``: regenerate the study's results text from the committed outputs.
 
-The section lives between two markers under ``## Results``::
+Two generated blocks: the headline (the panel's across-world paragraph) at the top of
+README.md's ``## Results``, between ``<!-- headline:start -->`` and ``<!-- headline:end -->``,
+and the per-notebook results section in ``docs/results.md`` (a README without a
+``docs/results.md`` beside it holds that section itself), between::
 
     <!-- results:start -->
     ... generated, never edited by hand ...
     <!-- results:end -->
 
-and is rebuilt from the paper profile's outputs, ``figures/<notebook>/``: each notebook's
+The section is rebuilt from the paper profile's outputs, ``figures/<notebook>/``: each notebook's
 ``results.json`` (a ``claims`` list is shown as a verdict table; a notebook without claims or
 tables shows its top-level scalars), the markdown tables beside it (``*.md``, included as they
 are, in name order) and its PNG figures. The tally above the notebooks counts the paper's
 claims, the study's own questions and the checks that cannot fail apart (each claim's
 ``kind``), every claim once per data set (``tally``). The text depends only on those files,
 so running the command twice changes nothing the second time; ``--check`` exits 1 when the
-README is out of date instead of writing it.
+README or the results page is out of date instead of writing them. Figure links are relative
+to the file they are written into.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from twin_study.results import RESULTS_NAME, atomic_write_bytes
 
 START = "<!-- results:start -->"
 END = "<!-- results:end -->"
-# The first paragraph under "## Results": the panel's across-world headline (notebook 08),
-# generated like the section, so no single world's result can stand in for it by hand.
+# The first paragraph under README.md's "## Results": the panel's across-world headline
+# (notebook 08), generated like the section, so no single world's result can stand in for it
+# by hand.
 HEADLINE_START = "<!-- headline:start -->"
 HEADLINE_END = "<!-- headline:end -->"
 PANEL_STEM = "08_panel"
@@ -45,7 +50,8 @@ PAPER, STUDY, CHECK = "paper", "study", "check"
 
 
 class ReportError(Exception):
-    """Nothing to report, or a README without the markers (exit code 1 on the CLI)."""
+    """Nothing to report, or a README / results page without the markers (exit code 1 on the
+    CLI)."""
 
 
 @dataclass
@@ -220,7 +226,7 @@ def scalars(results: dict[str, Any]) -> list[str]:
 
 def render(outputs: list[NotebookOutput], notebooks_dir: Path | None, link_base: Path) -> str:
     """The markdown between the markers (without them). Links are relative to ``link_base``
-    (the README's folder), with forward slashes."""
+    (the folder of the file it goes into), with forward slashes."""
 
     def link(p: Path) -> str:
         return Path(os.path.relpath(p, link_base)).as_posix()
@@ -260,16 +266,19 @@ def render(outputs: list[NotebookOutput], notebooks_dir: Path | None, link_base:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def replace_section(text: str, body: str, start: str = START, end: str = END) -> str:
-    """``text`` with everything between the markers replaced by ``body``."""
+def replace_section(
+    text: str, body: str, start: str = START, end: str = END, where: str = "README"
+) -> str:
+    """``text`` with everything between the markers replaced by ``body``; ``where`` names the
+    file in errors."""
     i, j = text.find(start), text.find(end)
     if i < 0 or j < 0 or j < i:
         raise ReportError(
-            f"README has no results section markers: add the lines {start!r} and {end!r} "
-            "(in that order) under '## Results'"
+            f"{where} has no results section markers: add the lines {start!r} and {end!r} "
+            "(in that order) where the section goes"
         )
     if text.count(start) > 1 or text.count(end) > 1:
-        raise ReportError(f"README has the markers {start!r} / {end!r} more than once")
+        raise ReportError(f"{where} has the markers {start!r} / {end!r} more than once")
     return text[: i + len(start)] + "\n" + body + text[j:]
 
 
@@ -296,25 +305,50 @@ def headline(outputs: list[NotebookOutput], link_base: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
+def results_page(readme: Path) -> Path:
+    """Where the per-notebook results section lives: ``docs/results.md`` beside the README
+    when that file exists, else the README itself."""
+    page = Path(readme).parent / "docs" / "results.md"
+    return page if page.is_file() else Path(readme)
+
+
 def update_readme(
-    readme: Path, figures_dir: Path, notebooks_dir: Path | None = None, check: bool = False
+    readme: Path,
+    figures_dir: Path,
+    notebooks_dir: Path | None = None,
+    check: bool = False,
+    results: Path | None = None,
 ) -> bool:
-    """Regenerate the section; return True when the README changed (or, with ``check``,
+    """Regenerate the results section in ``results`` (default: ``results_page(readme)``) and
+    the README's headline block; return True when either file changed (or, with ``check``,
     would change: nothing is written then)."""
     readme = Path(readme)
     if not readme.is_file():
         raise ReportError(f"no README at {readme}")
+    results = results_page(readme) if results is None else Path(results)
+    if results.resolve() == readme.resolve():
+        results = readme
+    if not results.is_file():
+        raise ReportError(f"no results page at {results}")
     outputs = collect(Path(figures_dir), notebooks_dir)
-    body = render(outputs, notebooks_dir, readme.parent)
-    old = readme.read_text()
-    new = replace_section(old, body)
-    if HEADLINE_START in old or HEADLINE_END in old:  # optional in other READMEs (tests)
-        new = replace_section(new, headline(outputs, readme.parent), HEADLINE_START, HEADLINE_END)
-    if new == old:
-        return False
+    new: dict[Path, str] = {}
+    old = {p: p.read_text() for p in {readme, results}}
+    if results != readme and (START in old[readme] or END in old[readme]):
+        raise ReportError(
+            f"{readme} still has the results section markers {START!r} / {END!r}, but the "
+            f"section lives in {results}: remove them from the README"
+        )
+    body = render(outputs, notebooks_dir, results.parent)
+    new[results] = replace_section(old[results], body, where=results.name)
+    text = new.get(readme, old[readme])
+    if HEADLINE_START in text or HEADLINE_END in text:  # optional in other READMEs (tests)
+        top = headline(outputs, readme.parent)
+        new[readme] = replace_section(text, top, HEADLINE_START, HEADLINE_END, readme.name)
+    changed = [p for p, t in new.items() if t != old[p]]
     if not check:
-        atomic_write_bytes(readme, new.encode())
-    return True
+        for p in changed:
+            atomic_write_bytes(p, new[p].encode())
+    return bool(changed)
 
 
 def missing(figures_dir: Path, notebooks_dir: Path | None) -> list[str]:
@@ -327,7 +361,17 @@ def missing(figures_dir: Path, notebooks_dir: Path | None) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--readme", type=Path, default=paths.REPO_ROOT / "README.md", help="README to update"
+        "--readme",
+        type=Path,
+        default=paths.REPO_ROOT / "README.md",
+        help="README whose headline block to update (default: README.md)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="file holding the per-notebook results section (default: docs/results.md beside "
+        "the README when it exists, else the README itself)",
     )
     parser.add_argument(
         "--figures",
@@ -345,22 +389,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check",
         action="store_true",
-        help="write nothing; exit 1 when the README's results section is out of date",
+        help="write nothing; exit 1 when the README's headline or the results section is out "
+        "of date",
     )
 
 
 def main(args: argparse.Namespace) -> int:
     nb_dir = args.notebooks if args.notebooks.is_dir() else None
     try:
-        changed = update_readme(args.readme, args.figures, nb_dir, check=args.check)
+        results = args.results or results_page(args.readme)
+        changed = update_readme(args.readme, args.figures, nb_dir, args.check, results)
         absent = missing(args.figures, nb_dir)
     except ReportError as exc:
         print(f"twin-study report: error: {exc}", file=sys.stderr)
         return 1
     for stem in absent:
         print(f"twin-study report: warning: no paper-profile results for {stem}", file=sys.stderr)
+    where = f"{args.readme} and {results}" if results != args.readme else f"{args.readme}"
     if args.check:
-        print(f"{args.readme}: results section {'out of date' if changed else 'up to date'}")
+        print(f"{where}: results section {'out of date' if changed else 'up to date'}")
         return 1 if changed else 0
-    print(f"{args.readme}: results section {'updated' if changed else 'already up to date'}")
+    print(f"{where}: results section {'updated' if changed else 'already up to date'}")
     return 0
