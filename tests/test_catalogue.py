@@ -318,9 +318,17 @@ def test_project_items_of_a_subset_equals_rows_of_the_full_projection(ds):
                                rtol=1e-5, atol=1e-5)  # fmt: skip
 
 
-def test_inherent_mean_reads_only_the_behaviours_on_a_large_catalogue(ds, batches):
-    """Avg-Pooling's mean: the embedding_bag path (row-sparse gradient) on a catalogue much
-    larger than the histories, equal to the mean of the gathered rows."""
+@pytest.mark.parametrize("cap", [None, 100])
+def test_inherent_mean_reads_only_the_behaviours_on_a_large_catalogue(ds, batches, cap,
+                                                                      monkeypatch):  # fmt: skip
+    """Avg-Pooling's mean on a catalogue much larger than the histories, with row-sparse
+    gradients: the counts of the batch's own items times their K_h (default), or one
+    embedding_bag per table (a count matrix over the memory cap); both equal the mean of the
+    gathered rows."""
+    from twin_study.models import embedding
+
+    if cap is not None:
+        monkeypatch.setattr(embedding, "DENSE_COUNTS_MAX", cap)
     m = model(ds, "avg_pool")
     m.emb.sparse_grads = True
     x = m.gsu_input(batches[0])

@@ -193,15 +193,25 @@ class FeatureEmbedder(nn.Module):
         dense (R, n_items) count matrix, the mean is counts @ table per feature: a row's L
         behaviours become one histogram (a bincount) and the lookups one matrix product, whose
         backward is another. That pays while the catalogue is not much larger than the
-        histories (``DENSE_COUNTS_PER_BEHAVIOUR``); otherwise one ``embedding_bag`` per
-        feature table over the valid behaviours (row-sparse gradients when ``sparse_grads``).
-        An empty row gives zeros."""
+        histories (``DENSE_COUNTS_PER_BEHAVIOUR``). A larger catalogue (issue 27) takes the same
+        product over the batch's own items, renumbered: (R, U) counts times the K_h of the U
+        distinct items, gathered once each (row-sparse gradients when ``sparse_grads``).
+        Beyond the memory cap, one ``embedding_bag`` per feature table over the valid
+        behaviours. An empty row gives zeros."""
         R, L = items.shape
         keep = torch.arange(L, device=items.device) < n_valid[:, None]
         flat = items[keep]  # row-major: each row's valid prefix, one after another
         denom = n_valid.clamp(min=1)[:, None].float()
         V = self.n_items + 1
+        row = torch.repeat_interleave(torch.arange(R, device=items.device), n_valid)
         if R * V > min(DENSE_COUNTS_MAX, DENSE_COUNTS_PER_BEHAVIOUR * len(flat)):
+            # A large catalogue: the same product over the items the rows hold, renumbered
+            # (the histogram of the batch's items times their K_h, gathered once each).
+            uniq, inv = torch.unique(flat, return_inverse=True)
+            U = len(uniq)
+            if R * U <= DENSE_COUNTS_MAX:
+                counts = torch.bincount(row * U + inv, minlength=R * U).view(R, U).float()
+                return counts @ self.inherent(uniq) / denom  # (R, U) @ (U, H)
             offsets = torch.cumsum(n_valid, 0) - n_valid
 
             def bag(idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -214,7 +224,6 @@ class FeatureEmbedder(nn.Module):
                 for n in self.item_feature_names
             ]
             return torch.cat(parts, dim=-1)
-        row = torch.repeat_interleave(torch.arange(R, device=items.device), n_valid)
         counts = torch.bincount(row * V + flat, minlength=R * V).view(R, V).float()  # (R, V)
         parts = [counts @ self.item_emb["item"].weight]
         for n in self.item_feature_names:
