@@ -13,7 +13,7 @@ from twin_study.data import SampleBuilder, SyntheticConfig, generate
 from twin_study.models import ModelConfig, build_model
 from twin_study.training import TrainConfig, run
 from twin_study.training.experiment import prerequisites
-from twin_study.training.pretrain import kmeans_codes, pretrained_vectors
+from twin_study.training.pretrain import kmeans_codes, pretrained_vectors, sim_extras
 
 L = 200
 
@@ -51,6 +51,21 @@ def test_sim_vectors_are_the_pretrained_models_inherent_features(ds, tmp_path, m
     cluster = run(ds, cfg("sim_cluster"), train)
     want = kmeans_codes(pretrained_vectors(pre.model), 10, cluster.model.cfg.hash_seed)
     assert np.array_equal(cluster.model.gsu.codes.numpy(), want)
+
+
+def test_sim_cluster_takes_its_codes_and_runs_no_kmeans(ds):
+    """The model gets SIM Cluster's k-means codes (``sim_extras``, beside the pre-trained
+    vectors); built from vectors alone it says what it needs instead of clustering them."""
+    vectors = np.random.default_rng(0).normal(size=(ds.items.n_items + 1, 8))
+    extras = sim_extras(cfg("sim_cluster"), vectors)
+    assert list(extras) == ["cluster_codes"]
+    want = kmeans_codes(vectors, 10, cfg("sim_cluster").hash_seed)
+    assert np.array_equal(extras["cluster_codes"], want)
+    model = build_model(cfg("sim_cluster"), ds, **extras)
+    assert np.array_equal(model.gsu.codes.numpy(), want)
+    with pytest.raises(ValueError, match=r"sim_cluster needs .*cluster_codes=.*kmeans_codes"):
+        build_model(cfg("sim_cluster"), ds, item_vectors=vectors)
+    assert list(sim_extras(cfg("sim_soft"), vectors)) == ["item_vectors"]
 
 
 def change_one_author(model) -> np.ndarray:

@@ -16,6 +16,7 @@ from twin_study.data import SampleBuilder, SyntheticConfig, generate
 from twin_study.data.batching import time_gap_bucket
 from twin_study.models import ModelConfig, build_model, merged_topk
 from twin_study.models.topk import fast_topk, select_per_request
+from twin_study.training.pretrain import sim_extras
 
 L = 1500  # long enough for the blocked top-k (>= FILTER_MIN_LEN), short enough for CI
 K = 40
@@ -44,7 +45,8 @@ def pair(ds, module: str, **kw):
     cfg = dict(long_module=module, long_len=L, k=K, n_clusters=20, **kw)
     extras = {}
     if module in ("sim_soft", "sim_cluster"):
-        extras["item_vectors"] = np.random.default_rng(0).normal(size=(ds.items.n_items + 1, 16))
+        vectors = np.random.default_rng(0).normal(size=(ds.items.n_items + 1, 16))
+        extras.update(sim_extras(ModelConfig(**cfg), vectors))  # SIM Cluster: k-means codes
     if module == "twin_no_paracon":
         torch.manual_seed(1)
         extras["gsu_source"] = build_model(ModelConfig(long_module="twin", long_len=L, k=K), ds)

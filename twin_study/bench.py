@@ -136,6 +136,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
 
+    # lazy: the CLI imports this module to parse `bench`; parsing must not import torch
     from twin_study import runtime
     from twin_study.analysis import complexity as cx
     from twin_study.models import LONG_MODULES
@@ -174,7 +175,7 @@ def main(args: argparse.Namespace) -> int:
     cols = ["setting", "L", "B", "method", "time_s", "flops_per_s", "roofline_fraction"]
     print(fast[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.train_L and not args.catalogue:  # --catalogue: its own table instead
-        from twin_study.analysis import throughput as tp
+        from twin_study.analysis import throughput as tp  # lazy: as above
 
         print(f"\nTraining throughput, batch {args.train_batch or 256}, {args.threads} thread(s), "
               f"{args.train_steps} timed steps per probe, each in its own process:")  # fmt: skip
@@ -185,7 +186,7 @@ def main(args: argparse.Namespace) -> int:
         print("speed-up = fast / reference samples/s in this run; vs TWIN = this module's fast "
               "samples/s / TWIN's; peak MB = the probe process's VmHWM")  # fmt: skip
     if args.catalogue and args.train_L:
-        from twin_study.analysis import throughput as tp
+        from twin_study.analysis import throughput as tp  # lazy: as above
 
         print(f"\nTraining throughput against the catalogue (fast path, batch "
               f"{args.train_batch or 256}, {args.threads} thread(s), {args.train_steps} timed "

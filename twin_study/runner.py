@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 
 from twin_study import paths
+from twin_study.assignments import UsageError, parse_assignments
 from twin_study.results import RESULTS_NAME, atomic_write_bytes
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_\w+\.ipynb$")
@@ -75,8 +76,9 @@ _TYPE_CHECKS = {
 }
 
 
-class RunnerError(Exception):
-    """A usage error found before anything executes (the CLI exits with code 2)."""
+# A usage error found before anything executes (the CLI exits with code 2); one class with
+# the ``-p`` parser's error (``assignments``), which ``twin-study train`` shares.
+RunnerError = UsageError
 
 
 def resolve_timeout(profile: str, timeout: float | None) -> float | None:
@@ -201,23 +203,12 @@ def load_profile(profile: str, profiles_dir: Path | None = None) -> dict[str, di
     return {str(stem): dict(values or {}) for stem, values in data.items()}
 
 
-def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
-    """``["n_users=1000", "lr=1.0e-3"]`` -> ``{"n_users": 1000, "lr": 0.001}`` (YAML values)."""
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip().isidentifier():
-            raise RunnerError(f"bad parameter {item!r}: use NAME=VALUE")
-        out[name.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return out
-
-
 def inspect_parameters(notebook: Notebook) -> dict[str, dict[str, Any]]:
     """The notebook's ``parameters`` cell as papermill reads it: ``{name: {inferred_type_name,
     default, help, ...}}``. A notebook without one, or without ``profile``/``out_dir``, is an
     error."""
-    import nbformat
-    import papermill
+    import nbformat  # lazy: heavy; importing the runner (cli.py) must not pay for it
+    import papermill  # lazy: heavy; importing the runner (cli.py) must not pay for it
 
     try:
         params = papermill.inspect_notebook(str(notebook.path))
@@ -301,7 +292,7 @@ def check_data(
     Relative ``userlog_path`` / ``userlog_spec`` values are made absolute here (in
     ``values``), against the caller's folder: papermill runs the notebook in notebooks/.
     """
-    from twin_study.data.registry import available, dataset_names
+    from twin_study.data.registry import available, dataset_names  # lazy: data imports torch
 
     where = notebook.path.name
     names: list[str] = []
@@ -330,7 +321,7 @@ def check_data(
             f"{where}: data set 'userlog' needs the parameters {', '.join(USERLOG_PARAMETERS)}; "
             f"this notebook lacks {', '.join(missing)}"
         )
-    from twin_study.data.userlogs import check_userlog
+    from twin_study.data.userlogs import check_userlog  # lazy: data imports torch
 
     options = _value("userlog_params", values, declared) or {}
     if not isinstance(options, Mapping):
@@ -484,7 +475,7 @@ def execute(
     executed copy of the last good run stays.
     """
     with _machinery_quiet(progress):
-        import papermill
+        import papermill  # lazy: papermill is heavy; only executing a notebook needs it
 
         job.executed.parent.mkdir(parents=True, exist_ok=True)
         for stale in (job.stamp_path, job.failed_path):
@@ -703,7 +694,7 @@ def _main(args: argparse.Namespace) -> int:
         if args.jobs is not None or args.dask:
             # Checked here, before anything runs; the notebooks' kernels inherit the variables
             # and their sweeps read them as defaults (twin_study.training.parallel).
-            from twin_study.training.parallel import ParallelConfig
+            from twin_study.training.parallel import ParallelConfig  # lazy: imports torch
 
             try:
                 os.environ.update(ParallelConfig.resolve(args.jobs, args.dask).to_env())

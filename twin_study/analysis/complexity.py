@@ -35,7 +35,10 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
+from ..data import SyntheticConfig, generate
 from ..data.batching import Batch
 from ..models.attention import TwinAttention
 from ..models.config import ModelConfig
@@ -165,8 +168,6 @@ def model_flops(att: TwinAttention, L: int, B: int, vocab: Sequence[int]) -> dic
 
 def counted_flops(fn: Callable[[], object]) -> int:
     """FLOPs ``torch.utils.flop_counter.FlopCounterMode`` sees in ``fn()`` (matmuls only)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
@@ -241,8 +242,6 @@ def build_models(
     tiny; histories of any length come from ``random_batch``. ``long_len`` is set far above any
     L so the batch's width decides L.
     """
-    from ..data import SyntheticConfig, generate
-
     ds = generate(SyntheticConfig(n_users=8, n_items=n_items, n_authors=min(2000, n_items),
                                   history_len=200, history_min=50, requests_per_user=1,
                                   seed=seed))  # fmt: skip
@@ -278,7 +277,8 @@ def random_batch(model: CTRModel, L: int, B: int, R: int = 1, seed: int = 0) -> 
 # ------------------------------------------------------------------------------ measuring
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA); a no-op on CPU. Timers call it around a step."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -295,10 +295,10 @@ def time_calls(
                 fn()
         for _ in range(repeats):
             for name, fn in fns.items():
-                _sync(device)
+                sync(device)
                 t0 = time.perf_counter()
                 fn()
-                _sync(device)
+                sync(device)
                 out[name].append(time.perf_counter() - t0)
     return out
 
@@ -313,16 +313,15 @@ def peak_allocated(fn: Callable[[], object], device: torch.device) -> int:
     """
     with torch.no_grad():
         if device.type == "cuda":
-            _sync(device)
+            sync(device)
             torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
             out = fn()
-            _sync(device)
+            sync(device)
             peak = torch.cuda.max_memory_allocated(device) - base
             del out
             return int(peak)
-        from torch._C._profiler import _EventType
-        from torch.profiler import ProfilerActivity, profile
+        from torch._C._profiler import _EventType  # lazy: torch's private API, profiler only
 
         os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # no start/stop line per profile
 
@@ -535,10 +534,10 @@ def _stage_clock(model: CTRModel, clock: dict[str, float]) -> Iterator[None]:
 
     def timed(name: str, fn: Callable) -> Callable:
         def wrapper(*args, **kwargs):
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
-            _sync(device)
+            sync(device)
             clock[name] += time.perf_counter() - t0
             return out
 
@@ -572,10 +571,10 @@ def stage_times(
         for _ in range(repeats):
             clock: dict[str, float] = defaultdict(float)
             with _stage_clock(model, clock):
-                _sync(device)
+                sync(device)
                 t0 = time.perf_counter()
                 model(batch)
-                _sync(device)
+                sync(device)
                 total = time.perf_counter() - t0
             parts = {
                 STAGES[0]: clock["gsu_scores"],

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twin_study.data import available, load_dataset
 from twin_study.data.batching import time_gap_bucket
 from twin_study.data.schema import Dataset
 from twin_study.data.synthetic import DAY, bayes_auc
@@ -316,7 +317,7 @@ def synthetic_summary(ds: Dataset, recent: int = RECENT_WINDOW) -> dict[str, Any
 
 def bayes_auc_all(ds: Dataset) -> float:
     """Bayes-optimal AUC over every sample (all splits): a steadier number on small data."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # lazy: sklearn is heavy; only this needs it
 
     _need_truth(ds)
     return float(roc_auc_score(ds.samples.label, ds.p_true))
@@ -325,8 +326,6 @@ def bayes_auc_all(ds: Dataset) -> float:
 def load_optional(name: str, **params: Any) -> tuple[Dataset | None, str]:
     """``(dataset, "")``, or ``(None, note)`` when no loader is registered under ``name`` or
     its data cannot be obtained (offline, no local copy): for optional comparisons."""
-    from twin_study.data import available, load_dataset
-
     if name not in available():
         return None, f"{name}: no loader registered (available: {', '.join(available())}); skipped"
     try:

@@ -28,6 +28,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..training import experiment
+from ..training.experiment import prerequisites
 from . import verdicts
 from .sweeps import Setting, label_of
 from .tables import finite_or_none, fmt_mean_std
@@ -91,10 +93,8 @@ def training_cost(
     One row per (seed, run), runs in ``RUNS`` order: ``dataset, seed, run, samples_seen``
     (every sample trained on), ``best_samples`` (where the kept checkpoint was; empty for the
     total), ``train_seconds`` (training steps only) and ``wall_seconds`` (with evaluation)."""
-    from ..training.experiment import prerequisites
-
     if runner is None:
-        from ..training.experiment import run as runner
+        runner = experiment.run
     rows = []
 
     def row(seed: int, run: str, info: dict[str, Any]) -> dict[str, Any]:

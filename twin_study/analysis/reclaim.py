@@ -32,7 +32,9 @@ import pandas as pd
 from twin_study import paths
 from twin_study.results import RESULTS_NAME, load_results, save_results
 
-from . import verdicts
+from . import retrieval_wins, sweeps, verdicts
+from .complexity import complexity_claims
+from .consistency_verdicts import consistency_claims
 
 Z = 2.0  # the paper profile's z in every notebook
 SIMILAR_TOL = 0.002  # notebook 05's similar_tol in the paper profile
@@ -49,14 +51,10 @@ def _dicts(claims: list[verdicts.Claim]) -> Claims:
 
 
 def _complexity(folder: Path, res: dict) -> tuple[Claims, list[str]]:
-    from .complexity import complexity_claims
-
     return complexity_claims(res), [RESULTS_NAME]
 
 
 def _consistency(folder: Path, res: dict) -> tuple[Claims, list[str]]:
-    from ..plots.consistency import consistency_claims
-
     out: Claims = []
     for d in res["datasets"]:
         hits = res["hits_at_100"][d]
@@ -71,8 +69,6 @@ def _consistency(folder: Path, res: dict) -> tuple[Claims, list[str]]:
 def _table4(folder: Path, res: dict) -> tuple[Claims, list[str]]:
     """03 and 07: Table 4's readings per data set, then the gap-closure bar where the Bayes
     optimum is known (as the notebooks order them)."""
-    from . import sweeps
-
     runs = _runs(folder)
     summary = sweeps.summarize(runs)
     names = list(dict.fromkeys(runs["dataset"]))
@@ -98,8 +94,6 @@ def _lengths(folder: Path, res: dict) -> tuple[Claims, list[str]]:
 
 
 def _ablations(folder: Path, res: dict) -> tuple[Claims, list[str]]:
-    from . import sweeps
-
     runs = _runs(folder)
     summary = sweeps.summarize(runs)
     names = list(dict.fromkeys(runs["dataset"]))
@@ -109,9 +103,8 @@ def _ablations(folder: Path, res: dict) -> tuple[Claims, list[str]]:
 
 
 def _retrieval(folder: Path, res: dict) -> tuple[Claims, list[str]]:
-    from . import retrieval_wins as rw
-
-    return _dicts(rw.claims(_runs(folder), "TWIN", "SIM Hard", "auc", z=Z)), ["runs.csv"]
+    claims = retrieval_wins.claims(_runs(folder), "TWIN", "SIM Hard", "auc", z=Z)
+    return _dicts(claims), ["runs.csv"]
 
 
 def _never(c: dict) -> bool:

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from ..data.schema import Dataset, ItemTable
+from ..training.pretrain import kmeans_codes
 
 TOP_N = 10  # neighbours per query item in the inner-product neighbour precision
 
@@ -55,8 +56,6 @@ def vector_separation(
         )
     if n_clusters < 2:
         raise ValueError(f"n_clusters must be >= 2, got {n_clusters}")
-    from ..training.pretrain import kmeans_codes
-
     v = full[1:]  # drop the padding row: item id i is row i - 1 from here on
     n = len(v)
     unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)

@@ -34,8 +34,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data import load_dataset
 from ..data.schema import Dataset
+from ..training import experiment
 from . import sweeps, verdicts
+from .consistency import consistency
 
 KNOB = "off_category_items"  # the SyntheticConfig field, and the runs table's column
 
@@ -43,8 +46,6 @@ KNOB = "off_category_items"  # the SyntheticConfig field, and the runs table's c
 def make_worlds(params: Mapping[str, Any], knob_values: Iterable[float]) -> dict[float, Dataset]:
     """The synthetic data set generated with ``params`` at each knob value (sorted, unique),
     keyed by the value. Only the item categories differ between them."""
-    from ..data import load_dataset
-
     values = sorted({float(x) for x in knob_values})
     if not values:
         raise ValueError("knob_values: give at least one value in [0, 1]")
@@ -116,10 +117,8 @@ def gsu_recall(
     a relevant behaviour in the window are left out). One row per (setting, seed): ``model,
     <tags>, seed, recall_gsu, recall_oracle``. The models come from ``runner`` (default
     ``training.run``, a results-cache hit after ``sweeps.sweep``)."""
-    from .consistency import consistency
-
     if runner is None:
-        from ..training.experiment import run as runner
+        runner = experiment.run
     rows = []
     for s in settings:
         for seed in seeds:

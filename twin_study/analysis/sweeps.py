@@ -7,8 +7,9 @@ sweep that is repeated or interrupted never retrains what it already has.
 The pieces:
 
 * the paper's Table 4 (``PAPER_TABLE4``, ``TABLE4_ORDER``) and the models' labels;
-* ``configs`` / ``model_config`` / ``train_config``: validated configs from notebook
-  parameters (the notebooks' data sets come from ``twin_study.data.load_datasets``);
+* ``configs`` / ``model_config`` / ``train_config`` (from ``training.params``): validated
+  configs from notebook parameters (the notebooks' data sets come from
+  ``twin_study.data.load_datasets``);
 * ``Setting``: a labelled ``ModelConfig`` plus tag columns (``{"long_len": 1000}``), and
   ``table4_settings`` for the nine models of the paper's Table 4;
 * ``sweep``: one tidy row per (setting, seed) with AUC / GAUC / LogLoss and training facts;
@@ -30,9 +31,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
 from .. import runtime
+from ..data import bayes_auc
+from ..data.batching import SampleBuilder
 from ..models.config import ModelConfig
+from ..training import experiment, parallel
+from ..training.params import configs as configs
+from ..training.params import model_config as model_config
+from ..training.params import train_config as train_config
+from ..training.train import TrainConfig
 
 METRICS = ("auc", "gauc", "logloss")
 HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False}
@@ -80,61 +90,12 @@ def label_of(long_module: str) -> str:
     return LABELS.get(long_module, long_module)
 
 
-# --- configs and data from notebook parameters ----------------------------------------------
-
-
-def _config(cls, kind: str, params: Mapping[str, Any]):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown {kind} field(s) {unknown}; known: {', '.join(fields)}")
-    values = {}
-    for name, value in params.items():
-        # YAML and papermill give lists where the dataclass holds tuples (e.g. ``mlp``).
-        default = fields[name].default
-        values[name] = (
-            tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
-        )
-    return cls(**values).validate()
-
-
-def model_config(**params: Any) -> ModelConfig:
-    """A validated ModelConfig from notebook parameters; unknown names are errors."""
-    return _config(ModelConfig, "ModelConfig", params)
-
-
-def train_config(**params: Any):
-    """A validated TrainConfig from notebook parameters; unknown names are errors."""
-    from ..training.train import TrainConfig
-
-    return _config(TrainConfig, "TrainConfig", params)
-
-
-def configs(params: Mapping[str, Any], **train_defaults: Any):
-    """Split flat notebook parameters into a (ModelConfig, TrainConfig) pair by field name.
-
-    ``train_defaults`` (e.g. ``progress=False``) apply unless ``params`` sets them; a name
-    that is neither a ModelConfig nor a TrainConfig field is an error.
-    """
-    from ..training.train import TrainConfig
-
-    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(params) - model_fields - train_fields)
-    if unknown:
-        raise ValueError(
-            f"unknown model/training parameter(s) {unknown}; ModelConfig: "
-            f"{', '.join(sorted(model_fields))}; TrainConfig: {', '.join(sorted(train_fields))}"
-        )
-    model = model_config(**{k: v for k, v in params.items() if k in model_fields})
-    train = {**train_defaults, **{k: v for k, v in params.items() if k in train_fields}}
-    return model, train_config(**train)
+# --- configs from notebook parameters: ``configs``, ``model_config``, ``train_config`` ------
+# (defined in ``training.params``, imported above: the notebooks call them from here).
 
 
 def bayes_auc_or_none(ds) -> float | None:
     """The Bayes-optimal test AUC where the data has a planted truth, else None."""
-    from ..data import bayes_auc
-
     return bayes_auc(ds) if getattr(ds, "p_true", None) is not None else None
 
 
@@ -235,17 +196,13 @@ def sweep(
     ``$TWIN_STUDY_JOBS`` / ``$TWIN_STUDY_DASK``, else one after another in this process),
     then every row is read from the cache; ``cached`` is False for the runs trained here.
     """
-    from tqdm.auto import tqdm
-
     seeds = list(seeds)
     pairs = [(s, seed) for s in settings for seed in seeds]
     trained: set[str] = set()
     if runner is None:  # a custom runner (tests) always runs in this process
-        from ..training.experiment import run as runner
-        from ..training.parallel import train_missing
-
+        runner = experiment.run
         runs = [(s.model, s.train_config(train, seed)) for s, seed in pairs]
-        trained = train_missing(ds, runs, jobs=jobs, dask=dask, progress=progress)
+        trained = parallel.train_missing(ds, runs, jobs=jobs, dask=dask, progress=progress)
     rows = []
     bar = tqdm(pairs, desc=f"sweep {ds.name}", disable=not progress)
     for setting, seed in bar:
@@ -281,7 +238,7 @@ def learning_curves(
     point the model was taken from), constant_logloss (the base-rate predictor's). The runs
     come from the results cache when ``sweep`` trained them already."""
     if runner is None:
-        from ..training.experiment import run as runner
+        runner = experiment.run
     rows = []
     for setting in settings:
         for seed in seeds:
@@ -393,8 +350,6 @@ def tuning_settings(
     module: the base itself (tagged ``param = "base"``) and, for each ``grid`` entry (a
     ModelConfig or TrainConfig field), one setting per value other than the current one (the
     base run stands for that). Every module gets the same grid and the same budget."""
-    from ..training.train import TrainConfig
-
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(grid) - model_fields - train_fields)
@@ -670,10 +625,6 @@ def inference_time(
     cache is built before timing (serving precomputes it, paper §3.4); batch construction is
     not timed (identical for every model). For figures only: never assert on it.
     """
-    import torch
-
-    from ..data.batching import SampleBuilder
-
     idx = ds.split_indices("test")
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(idx, size=min(n_samples, len(idx)), replace=False))
@@ -705,7 +656,7 @@ def timings(
     """Inference time (``inference_time``) of each setting's trained model for every seed
     (the models come from the results cache). Rows: dataset, model, seed, repeat, ms_per_1k."""
     if runner is None:
-        from ..training.experiment import run as runner
+        runner = experiment.run
     runtime.configure(train.threads)
     frames = []
     for setting in settings:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..models.config import ModelConfig
+from ..results import atomic_write_bytes
 from .sweeps import METRICS, PAPER_TABLE4, with_relative
 
 
@@ -124,7 +125,5 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
 def write_table(path, df: pd.DataFrame, caption: str = "", floatfmt: str = ".2f"):
     """Write ``df`` as a markdown table (with a caption line) for the README report; the file
     is left untouched when its content is unchanged."""
-    from ..results import atomic_write_bytes
-
     text = (f"{caption}\n\n" if caption else "") + to_markdown(df, floatfmt)
     return atomic_write_bytes(path, text.encode())

@@ -24,11 +24,15 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .. import runtime
+from ..data import SyntheticConfig, generate
 from ..models.config import LONG_MODULES, ModelConfig
 from ..models.ctr import build_model
-from ..training.pretrain import pretrained_vectors
+from ..training.pretrain import pretrained_vectors, sim_extras
+from ..training.train import TrainConfig, builder_for, make_optimizers, peak_rss_mb, train_step
+from .complexity import resolve_device, sync
 
 IMPLS = ("fast", "reference")
 
@@ -39,7 +43,7 @@ def _extras(module: str, ds, cfg: ModelConfig) -> dict:
     sets the scoring cost: H for K_h) and w/o Para-Con an untrained TWIN."""
     if module in ("sim_soft", "sim_cluster"):
         din = build_model(ModelConfig(**{**cfg.to_dict(), "long_module": "din"}), ds)
-        return {"item_vectors": pretrained_vectors(din, cfg.sim_vectors)}
+        return sim_extras(cfg, pretrained_vectors(din, cfg.sim_vectors))
     if module == "twin_no_paracon":
         aux = ModelConfig(**{**cfg.to_dict(), "long_module": "twin"})
         return {"gsu_source": build_model(aux, ds)}
@@ -61,10 +65,6 @@ def train_probe(
     """Training throughput of one module at history length L: ``warmup`` + ``steps`` steps,
     only the ``steps`` timed. Run it through ``train_probe_subprocess`` for its own peak.
     ``n_items``: the catalogue, with one author per 10 items (the generator's default ratio)."""
-    from ..data import SyntheticConfig, generate
-    from ..training.train import TrainConfig, builder_for, make_optimizers, peak_rss_mb, train_step
-    from .complexity import _sync, resolve_device
-
     if long_module not in LONG_MODULES:
         raise ValueError(f"unknown long_module {long_module!r}; one of {sorted(LONG_MODULES)}")
     runtime.configure(threads)
@@ -88,11 +88,11 @@ def train_probe(
         torch.cuda.reset_peak_memory_stats(dev)
     step_s, n_seen = [], 0
     for i in range(warmup + steps):
-        _sync(dev)
+        sync(dev)
         t = time.perf_counter()
         batch = next(batches).to(dev)
         train_step(model, batch, opts)
-        _sync(dev)
+        sync(dev)
         if i >= warmup:
             step_s.append(time.perf_counter() - t)
             n_seen += len(batch.label)
@@ -127,8 +127,6 @@ def train_throughput(
 ) -> pd.DataFrame:
     """One probe per (L, module, path), the paths of a module back to back. ``probe``: the
     other ``train_probe`` arguments (batch_size, steps, threads, device, seed)."""
-    from tqdm.auto import tqdm
-
     modules = list(modules)
     unknown = sorted(set(modules) - set(LONG_MODULES))
     if unknown:
@@ -152,8 +150,6 @@ def catalogue_throughput(
 ) -> pd.DataFrame:
     """Training throughput of every module's fast path against the catalogue size (issue 27):
     one probe per (L, catalogue, module), each in its own process, smallest catalogue first."""
-    from tqdm.auto import tqdm
-
     modules = list(modules)
     unknown = sorted(set(modules) - set(LONG_MODULES))
     if unknown:

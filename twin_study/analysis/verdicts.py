@@ -304,7 +304,7 @@ def claim_similar(
 
 def kendall_tau(expected: Sequence[str], values: Mapping[str, float]) -> float:
     """Kendall's tau between the expected order (weakest first) and the measured values."""
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # lazy: scipy is heavy; only this claim needs it
 
     names = [n for n in expected if n in values]
     if len(names) < 2:

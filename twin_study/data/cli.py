@@ -16,12 +16,14 @@ import sys
 from typing import Any
 
 import numpy as np
+import yaml
+
+from .movielens import VARIANTS, fetch
+from .registry import available, load_dataset
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
     """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars/lists)."""
-    import yaml
-
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -103,15 +105,11 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .registry import available, load_dataset
-
     try:
         if args.data_command == "list":
             print("\n".join(available()))
             return 0
         if args.data_command == "fetch":
-            from .movielens import VARIANTS, fetch
-
             if args.name not in VARIANTS:
                 print(
                     f"error: nothing to fetch for {args.name!r}; fetch knows "

@@ -5,11 +5,13 @@ Notebooks take a ``dataset`` parameter and call this, so every notebook runs on 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
 from .schema import Dataset
+from .synthetic import SyntheticConfig, generate
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {}
 
@@ -72,8 +74,6 @@ def load_datasets(
 
 @register("synthetic")
 def _synthetic(progress: bool = False, **params: Any) -> Dataset:
-    from .synthetic import SyntheticConfig, generate
-
     known = {f.name for f in fields(SyntheticConfig)}
     unknown = sorted(set(params) - known)
     if unknown:
@@ -85,8 +85,6 @@ def _synthetic(progress: bool = False, **params: Any) -> Dataset:
 
 def _import_loaders() -> None:
     """Import modules that register more loaders (real data), if present."""
-    import importlib
-
     for mod in ("movielens", "userlogs"):
         try:
             importlib.import_module(f"{__package__}.{mod}")

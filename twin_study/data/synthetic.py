@@ -54,6 +54,7 @@ import time as _time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .schema import BehaviourLog, Dataset, ItemTable, Samples
 
@@ -298,8 +299,6 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
 
     users = range(cfg.n_users)
     if progress:
-        from tqdm.auto import tqdm
-
         users = tqdm(users, desc="synthetic users")
     per_user = cfg.requests_per_user * cfg.candidates_per_request
     for u in users:
@@ -464,7 +463,7 @@ def _nearest_relevant(
 
 def bayes_auc(ds: Dataset, split: str = "test") -> float:
     """AUC of the true click probability: no model can do better in expectation."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # lazy: sklearn is heavy; generation needs none
 
     if ds.p_true is None:
         raise ValueError(f"data set {ds.name!r} has no ground truth (p_true)")

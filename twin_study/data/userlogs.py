@@ -94,6 +94,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from .registry import register
 from .schema import BehaviourLog, Dataset, ItemTable, Samples
@@ -144,8 +145,6 @@ class UserLogSpec:
         if isinstance(spec, UserLogSpec):
             return spec
         if isinstance(spec, str | Path):
-            import yaml
-
             path = Path(spec)
             if not path.is_file():
                 raise UserLogError(f"spec file {path} does not exist")
@@ -467,7 +466,7 @@ def _read_table(
         raise UserLogError("spec.columns names a header-less CSV; Parquet files have names")
     try:
         if parquet and head:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # lazy: pyarrow is heavy; only Parquet logs need it
 
             meta = pq.read_metadata(path)
             df = pd.DataFrame(index=range(min(meta.num_rows, 1)), columns=meta.schema.names)

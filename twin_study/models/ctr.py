@@ -122,6 +122,7 @@ class CTRModel(nn.Module):
         ds: Dataset,
         item_vectors: np.ndarray | None = None,
         gsu_source: CTRModel | None = None,
+        cluster_codes: np.ndarray | None = None,
     ):
         super().__init__()
         self.cfg = cfg = cfg.validate()
@@ -146,15 +147,19 @@ class CTRModel(nn.Module):
             self.gsu = RecentGSU()
         elif m == "sim_hard":
             self.gsu = CodeMatchGSU(ds.items.features["category"])
-        elif m in ("sim_soft", "sim_cluster"):
+        elif m == "sim_soft":
             if item_vectors is None:
                 raise ValueError(f"{m} needs pre-trained item vectors (item_vectors=...)")
-            if m == "sim_soft":
-                self.gsu = SoftGSU(item_vectors)
-            else:
-                from ..training.pretrain import kmeans_codes
-
-                self.gsu = CodeMatchGSU(kmeans_codes(item_vectors, cfg.n_clusters, cfg.hash_seed))
+            self.gsu = SoftGSU(item_vectors)
+        elif m == "sim_cluster":
+            # The codes are computed beside the pre-trained vectors (training.pretrain.sim_extras:
+            # k-means with n_clusters and hash_seed); a model constructor runs no k-means.
+            if cluster_codes is None:
+                raise ValueError(
+                    "sim_cluster needs the k-means cluster id of every item (cluster_codes=...: "
+                    "training.pretrain.kmeans_codes(item_vectors, cfg.n_clusters, cfg.hash_seed))"
+                )
+            self.gsu = CodeMatchGSU(cluster_codes)
         elif m == "eta":
             self.gsu = EtaGSU(self.emb, cfg.eta_bits, cfg.hash_seed, cfg.hash_input)
         elif m == "sdim":
@@ -326,5 +331,6 @@ class CTRModel(nn.Module):
 
 
 def build_model(cfg: ModelConfig, ds: Dataset, **extras: Any) -> CTRModel:
-    """The one constructor the study uses (extras: ``item_vectors``, ``gsu_source``)."""
+    """The one constructor the study uses (extras: ``item_vectors``, ``gsu_source``,
+    ``cluster_codes``; ``training.experiment.prerequisite_extras`` makes them)."""
     return CTRModel(cfg, ds, **extras)

@@ -11,19 +11,23 @@ world is done, so a panel that outlives a session keeps every finished world.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..analysis import sweeps
+from ..analysis.tables import finite_or_none
 from ..data import load_dataset
 from ..data.schema import Dataset
 from ..data.synthetic import generate
 from ..models.config import ModelConfig
+from ..results import atomic_write_bytes
 from ..training.experiment import predictions_on_test
 from ..training.experiment import run as run_one
 from . import stats
@@ -209,18 +213,11 @@ def summarise(
 
 def world_path(out_dir, name: str):
     """Where a finished world's record goes: ``<out_dir>/worlds/<name>.json``."""
-    from pathlib import Path
-
     return Path(out_dir) / "worlds" / f"{name}.json"
 
 
 def save_world(out_dir, record: Mapping[str, Any]) -> None:
     """Write one world's analysis record atomically (a crash leaves no half-written file)."""
-    import json
-
-    from ..analysis.tables import finite_or_none
-    from ..results import atomic_write_bytes
-
     def clean(x: Any) -> Any:
         if isinstance(x, Mapping):
             return {str(k): clean(v) for k, v in x.items()}
@@ -236,8 +233,6 @@ def save_world(out_dir, record: Mapping[str, Any]) -> None:
 
 def committed_world(out_dir, name: str, digest: str) -> dict[str, Any] | None:
     """A world's record written earlier under the same declaration (digest), else None."""
-    import json
-
     path = world_path(out_dir, name)
     if not path.is_file():
         return None

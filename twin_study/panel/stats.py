@@ -29,6 +29,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
+
+from ..analysis import verdicts
+from ..training.metrics import grouped_auc  # the study's one rank-AUC implementation
 
 WIN, TIE, LOSS = "win", "tie", "loss"
 
@@ -53,10 +57,8 @@ class Scorer:
         self.n_blocks = int(self.block[-1]) + 1 if len(s) else 0
         self.n_users = n_users
         # Per-user AUC and sample count (users with both labels), for GAUC.
-        from ..training.metrics import _grouped_auc  # the study's one rank-AUC implementation
-
         u_orig = np.asarray(user)
-        a, size = _grouped_auc(u_orig, label, score)
+        a, size = grouped_auc(u_orig, label, score)
         users_both = _users_with_both(u_orig, np.asarray(label), n_users)
         self.user_auc = np.zeros(n_users)
         self.user_n = np.zeros(n_users)
@@ -89,7 +91,7 @@ class Scorer:
 
 
 def _users_with_both(user: np.ndarray, label: np.ndarray, n_users: int) -> np.ndarray:
-    """Sorted user indices having both labels (the order ``_grouped_auc`` returns them in)."""
+    """Sorted user indices having both labels (the order ``grouped_auc`` returns them in)."""
     npos = np.bincount(user, weights=label > 0, minlength=n_users)
     n = np.bincount(user, minlength=n_users)
     return np.flatnonzero((npos > 0) & (npos < n))
@@ -140,13 +142,11 @@ def verdict_of(lo: float, hi: float) -> str:
 
 def t_over_draws(per_draw: Sequence[float]) -> tuple[float, int, float]:
     """(t, df, two-sided p) of the per-draw effects against 0; NaN with one draw."""
-    from scipy import stats
-
     x = np.asarray(per_draw, dtype=float)
     if len(x) < 2 or np.std(x, ddof=1) == 0:
         return float("nan"), len(x) - 1, float("nan")
     t = float(x.mean() / (x.std(ddof=1) / math.sqrt(len(x))))
-    return t, len(x) - 1, float(2 * stats.t.sf(abs(t), len(x) - 1))
+    return t, len(x) - 1, float(2 * scipy_stats.t.sf(abs(t), len(x) - 1))
 
 
 def world_effects(
@@ -352,28 +352,26 @@ def panel_claims(
     ``missing`` (a partial panel) *reproduced* is capped at *partly*: the claim is about every
     world. Returns ``verdicts.Claim``s (kind paper, rule "all": one per rival and metric,
     dataset "panel")."""
-    from ..analysis import verdicts as v
-
     out = []
     for r in summary.itertuples():
         if r.wins == r.n_worlds:
-            verdict = v.REPRODUCED
+            verdict = verdicts.REPRODUCED
         elif r.losses == 0 and r.wins >= 1 and r.mean_effect > 0:
-            verdict = v.PARTLY
+            verdict = verdicts.PARTLY
         else:
-            verdict = v.NOT_REPRODUCED
+            verdict = verdicts.NOT_REPRODUCED
         detail = f"{r.wins} win(s), {r.ties} tie(s), {r.losses} loss(es) over {r.n_worlds} worlds"
         if r.lost_in:
             detail += f"; lost in {r.lost_in}"
         if missing:
-            verdict = v.PARTLY if verdict == v.REPRODUCED else verdict
+            verdict = verdicts.PARTLY if verdict == verdicts.REPRODUCED else verdict
             detail += f"; partial panel, not yet run: {', '.join(missing)}"
-        out.append(v.Claim(
+        out.append(verdicts.Claim(
             claim=f"{reference} > {r.rival} across worlds ({r.metric.upper()})",
             statement="TWIN beats every baseline of Table 4",
             verdict=verdict, effect=float(r.mean_effect),
             spread=float(r.max_effect - r.min_effect), n_seeds=n_seeds,
             metric=f"{r.metric} (mean over worlds; spread = range)", detail=detail,
-            dataset="panel", kind=v.PAPER, rule=v.ALL,
+            dataset="panel", kind=verdicts.PAPER, rule=verdicts.ALL,
         ))  # fmt: skip
     return out

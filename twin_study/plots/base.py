@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib as mpl
+import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from twin_study import paths
@@ -31,6 +33,14 @@ FORMATS = tuple(_FIXED_METADATA)
 QUICK_MARK = "quick profile: smoke test"
 _MARK_GID = "twin-study-profile-mark"
 _profile: str | None = None  # set by set_style(profile); savefig's default
+
+
+def figure_axes(ax: Axes | None, **fig_kw) -> tuple[Figure, Axes]:
+    """``(ax.figure, ax)``, or a new figure's ``plt.subplots(**fig_kw)`` when ``ax`` is None:
+    how every plot function honours its ``ax=None``."""
+    if ax is None:
+        return plt.subplots(**fig_kw)
+    return ax.figure, ax
 
 
 def set_style(profile: str | None = None) -> None:

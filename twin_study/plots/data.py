@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from twin_study.analysis.data_stats import KINDS, RECENT_WINDOW, SHORT_WINDOW
+from twin_study.plots.base import figure_axes
 
 _COMMA = mticker.FuncFormatter(lambda v, _: f"{v:,.0f}")
 _KIND_STYLE = {
@@ -24,13 +25,6 @@ _KIND_STYLE = {
     KINDS[1]: {"color": "C3", "ls": "-"},
     KINDS[2]: {"color": "C7", "ls": "--"},
 }
-
-
-def _axes(ax: Axes | None, **fig_kw) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(**fig_kw)
-        return fig, ax
-    return ax.figure, ax
 
 
 def _row(axes: Sequence[Axes] | None, n: int, width: float = 4.0) -> tuple[Figure, list[Axes]]:
@@ -45,7 +39,7 @@ def _row(axes: Sequence[Axes] | None, n: int, width: float = 4.0) -> tuple[Figur
 def plot_history_lengths(lengths: Mapping[str, np.ndarray], ax: Axes | None = None) -> Figure:
     """Distribution of behaviours per user, one line per data set, log-scaled x; dashed lines
     mark the medians."""
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     hi = max(int(np.max(v)) for v in lengths.values())
     lo = max(1, min(int(np.min(v)) for v in lengths.values()))
     bins = np.geomspace(lo, hi + 1, 40)
@@ -73,7 +67,7 @@ def plot_history_lengths(lengths: Mapping[str, np.ndarray], ax: Axes | None = No
 
 def plot_category_shares(shares: Mapping[str, pd.Series], ax: Axes | None = None) -> Figure:
     """Share of behaviours per category, categories sorted by share (rank 1 = most common)."""
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     for i, (name, s) in enumerate(shares.items()):
         v = np.sort(np.asarray(s, dtype=float))[::-1]
         ax.plot(np.arange(1, len(v) + 1), v, marker="o", ms=3, lw=1.2, color=f"C{i}", label=name)
@@ -130,7 +124,7 @@ def plot_relevant_counts(
 ) -> Figure:
     """Distribution of the number of relevant behaviours per sample, one line per target kind
     (counts above ``clip`` are pooled in the last bin)."""
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     clip = max(1, min(clip, int(np.max(n_rel, initial=0))))
     bins = np.arange(clip + 2) - 0.5
     for k in KINDS:
@@ -157,7 +151,7 @@ def plot_relevant_counts(
 def plot_label_rate(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
     """Observed click rate (+- 2 standard errors) and mean true click probability per bucket of
     relevant-behaviour counts (``data_stats.relevant_count_table``)."""
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     x = np.arange(len(table))
     ax.errorbar(
         x,
@@ -242,7 +236,7 @@ def plot_true_probability(
     """True click probability of clicked vs. not clicked samples; their overlap is what bounds
     any model's AUC (the Bayes-optimal AUC, given in the title with ``samples``, the sample
     set it was measured on: it differs from one log and split to another)."""
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax)
     bins = np.linspace(0, 1, 41)
     for lab, name, color in ((1, "clicked", "C2"), (0, "not clicked", "C7")):
         v = p_true[label == lab]

@@ -19,19 +19,13 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 
 from twin_study.analysis.sweeps import TABLE4_ORDER
+from twin_study.plots.base import figure_axes
 
 METRIC_NAMES = {"auc": "AUC", "gauc": "GAUC", "logloss": "LogLoss"}
 # The paper's numbers: a neutral grey with hatching, never a colour a model of ours wears.
 PAPER_STYLE = {"color": "0.78", "hatch": "///", "edgecolor": "0.45", "linewidth": 0.0}
 # A panel's legend beside it, outside the data.
 OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": "small"}
-
-
-def _axes(ax: Axes | None, size: tuple[float, float] = (6.0, 4.0)) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(figsize=size)
-        return fig, ax
-    return ax.figure, ax
 
 
 def _std(frame: pd.DataFrame, metric: str) -> np.ndarray:
@@ -61,7 +55,7 @@ def plot_model_metric(
     legend beside the axes by ``ceiling_label`` (say on which samples it was measured)."""
     models = _order(list(summary["model"]), order)
     s = summary.set_index("model").loc[models].reset_index()
-    fig, ax = _axes(ax, (6.0, 0.35 * len(models) + 1.5))
+    fig, ax = figure_axes(ax, figsize=(6.0, 0.35 * len(models) + 1.5))
     y = np.arange(len(models))
     mean, sd = s[f"{metric}_mean"].to_numpy(dtype=float), _std(s, metric)
     for i, m in enumerate(models):
@@ -94,7 +88,7 @@ def plot_relative_vs_paper(
     the paper's bars grey and hatched, the legend beside the axes.
 
     ``table`` is ``tables.beside_paper`` output (columns ``<metric> rel. % (ours|paper)``)."""
-    fig, ax = _axes(ax, (6.0, 0.35 * len(table) + 1.5))
+    fig, ax = figure_axes(ax, figsize=(6.0, 0.35 * len(table) + 1.5))
     y = np.arange(len(table))
     h = 0.4
     ax.barh(y - h / 2, table[f"{metric} rel. % (ours)"], h, label="ours", color="C0")
@@ -130,7 +124,7 @@ def plot_curves(
     colours follow its position in ``order``. The legend sits beside the axes (for several
     panels, ``legend_below`` makes one legend for all)."""
     col = value or f"{metric}_mean"
-    fig, ax = _axes(ax)
+    fig, ax = figure_axes(ax, figsize=(6.0, 4.0))
     models = _order(list(dict.fromkeys(summary["model"])), order)
     palette = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys([*order, *models]))}
     values = sorted(summary[x].unique())
@@ -162,7 +156,7 @@ def plot_inference_time(
     are wrapped, not rotated, and the axis label is short, so the panel is no taller than
     its neighbours."""
     models = _order(list(dict.fromkeys(timing["model"])), order)
-    fig, ax = _axes(ax, (max(4.0, 1.2 * len(models) + 1), 4.0))
+    fig, ax = figure_axes(ax, figsize=(max(4.0, 1.2 * len(models) + 1), 4.0))
     for i, m in enumerate(models):
         t = timing.loc[timing["model"] == m, "ms_per_1k"].to_numpy(dtype=float)
         ax.bar(i, np.median(t), color=f"C{i % 10}", alpha=0.6)

@@ -15,7 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from twin_study.analysis.retrieval_wins import KNOB
-from twin_study.plots.results import OUTSIDE, _axes, plot_curves
+from twin_study.plots.base import figure_axes
+from twin_study.plots.results import OUTSIDE, plot_curves
 
 ORDER = ("TWIN", "SIM Soft", "SIM Cluster", "ETA", "SDIM", "SIM Hard", "DIN")  # colour order
 
@@ -57,7 +58,7 @@ def plot_gap_vs_knob(
     one line per L: mean ± std over seeds, each seed a dot. ``overlap`` (knob -> share of
     relevant behaviours in the target's category) is written under the knob's ticks, so the
     axis reads both as the knob and as how well category predicts relevance."""
-    fig, ax = _axes(ax, (6.5, 4.2))
+    fig, ax = figure_axes(ax, figsize=(6.5, 4.2))
     Ls = sorted(gap["long_len"].unique())
     knobs = sorted(gap[KNOB].unique())
     width = (knobs[-1] - knobs[0]) or 1.0

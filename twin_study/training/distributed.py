@@ -40,12 +40,15 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ..assignments import UsageError, parse_assignments
+from ..data import load_dataset
 from ..data.batching import SampleBuilder
 from ..data.schema import Dataset
 from ..models.config import ModelConfig
 from ..models.ctr import CTRModel, build_model
 from ..seed import seed_everything
 from . import experiment
+from .params import configs
 from .train import TrainConfig, fit
 
 
@@ -152,7 +155,7 @@ def train_distributed(
     key = experiment.run_key(ds, model, train)
     if cache and experiment.is_cached(key):
         return experiment.run(ds, model, train) if rank == 0 else None
-    extras = experiment._extras(ds, model, train, cache)  # cache hits: trained just above
+    extras = experiment.prerequisite_extras(ds, model, train, cache)  # trained just above
     seed_everything(train.seed)
     net: CTRModel = build_model(model, ds, **extras).to(train.device)
     builder = ShardedBuilder(ds, model.long_len, model.short_len, rank, world)
@@ -188,14 +191,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..analysis.sweeps import configs
-    from ..data import load_dataset
-    from ..runner import RunnerError, parse_assignments
-
     try:
         model, train = configs({"long_module": args.model, **parse_assignments(args.param)})
         ds = load_dataset(args.data, **parse_assignments(args.data_param))
-    except (ValueError, TypeError, RunnerError) as exc:
+    except (ValueError, TypeError, UsageError) as exc:
         print(f"twin-study train: error: {exc}", file=sys.stderr)
         return 2
     if "WORLD_SIZE" not in os.environ:  # not started by torchrun: one process

@@ -52,7 +52,7 @@ from ..models.config import ModelConfig
 from ..models.ctr import CTRModel, build_model
 from ..seed import seed_everything
 from .metrics import all_metrics
-from .pretrain import pretrained_vectors
+from .pretrain import pretrained_vectors, sim_extras
 from .train import TrainConfig, TrainResult, evaluate, fit, predict
 
 # Bump when a change alters trained results (4: emb_init_std 0.3, emb_lr 0.2; 5: the learning
@@ -222,10 +222,14 @@ def prerequisites(model: ModelConfig, train: TrainConfig) -> list[tuple[ModelCon
     return []
 
 
-def _extras(ds: Dataset, model: ModelConfig, train: TrainConfig, cache: bool) -> dict[str, Any]:
+def prerequisite_extras(
+    ds: Dataset, model: ModelConfig, train: TrainConfig, cache: bool
+) -> dict[str, Any]:
+    """The ``build_model`` extras of a run, from its ``prerequisites`` (run or loaded here):
+    SIM Soft's item vectors, SIM Cluster's k-means codes, w/o Para-Con's GSU source."""
     pre = [run(ds, m, t, cache=cache) for m, t in prerequisites(model, train)]
     if model.long_module in ("sim_soft", "sim_cluster"):
-        return {"item_vectors": pretrained_vectors(pre[0].model, model.sim_vectors)}
+        return sim_extras(model, pretrained_vectors(pre[0].model, model.sim_vectors))
     if model.long_module == "twin_no_paracon":
         return {"gsu_source": pre[0].model}
     return {}
@@ -315,7 +319,7 @@ def run(
     train = (train or TrainConfig()).validate()
     key = run_key(ds, model, train)
     folder = runs_dir() / key
-    extras = _extras(ds, model, train, cache)
+    extras = prerequisite_extras(ds, model, train, cache)
     seed_everything(train.seed)
     net = build_model(model, ds, **extras)
     if cache and is_cached(key):

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.metrics import log_loss
 
 
-def _grouped_auc(group: np.ndarray, label: np.ndarray, score: np.ndarray):
+def grouped_auc(group: np.ndarray, label: np.ndarray, score: np.ndarray):
     """Per-group AUC from ranks; returns (AUCs, sample counts) of the groups having both
     labels. One lexsort by (group, score) gives both the groups and the tie blocks."""
     group, label = np.asarray(group), np.asarray(label)
@@ -45,13 +45,13 @@ def _grouped_auc(group: np.ndarray, label: np.ndarray, score: np.ndarray):
 
 def auc(label: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC; NaN when ``label`` holds only one class."""
-    a, _ = _grouped_auc(np.zeros(len(label), dtype=np.int64), label, score)
+    a, _ = grouped_auc(np.zeros(len(label), dtype=np.int64), label, score)
     return float(a[0]) if len(a) else float("nan")
 
 
 def gauc(user: np.ndarray, label: np.ndarray, score: np.ndarray) -> float:
     """Sample-count-weighted mean of per-user AUCs over users having both labels."""
-    a, w = _grouped_auc(user, label, score)
+    a, w = grouped_auc(user, label, score)
     return float(np.sum(a * w) / np.sum(w)) if len(a) else float("nan")
 
 

@@ -37,9 +37,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from tqdm.auto import tqdm
+
 from .. import runtime
 from ..data.schema import Dataset
 from ..models.config import ModelConfig
+from . import experiment
 from .train import TrainConfig
 
 JOBS_ENV = "TWIN_STUDY_JOBS"
@@ -109,16 +112,14 @@ def plan(ds: Dataset, runs: Sequence[Run]) -> list[list[_Task]]:
     Wave i holds the runs whose prerequisites are at most i levels deep, so every run's
     prerequisites are in the cache before its wave starts. A key appears once, however many
     runs share it (the Table 4 DIN is also SIM Soft's pre-training run)."""
-    from .experiment import is_cached, prerequisites, run_key
-
     tasks: dict[str, tuple[int, _Task]] = {}
 
     def visit(model: ModelConfig, train: TrainConfig) -> tuple[str, int, tuple[str, ...]]:
         model, train = model.validate(), train.validate()
-        key = run_key(ds, model, train)
+        key = experiment.run_key(ds, model, train)
         if key not in tasks:
             depth, needs = 0, []
-            for pm, pt in prerequisites(model, train):
+            for pm, pt in experiment.prerequisites(model, train):
                 pkey, pdepth, pneeds = visit(pm, pt)
                 depth = max(depth, pdepth + 1)
                 needs += [pkey, *pneeds]
@@ -128,7 +129,7 @@ def plan(ds: Dataset, runs: Sequence[Run]) -> list[list[_Task]]:
 
     for model, train in runs:
         visit(model, train)
-    missing = [(d, t) for d, t in tasks.values() if not is_cached(t.key)]
+    missing = [(d, t) for d, t in tasks.values() if not experiment.is_cached(t.key)]
     n_waves = max((d for d, _ in missing), default=-1) + 1
     return [[t for d, t in missing if d == w] for w in range(n_waves)]
 
@@ -145,8 +146,6 @@ def train_task(
 ) -> tuple[str, dict[str, bytes], float]:
     """Train one run in a private results cache holding ``given`` (prerequisite entries);
     return its key, the files of its cache entry and the wall seconds."""
-    from . import experiment
-
     with _WORKER_LOCK, tempfile.TemporaryDirectory(prefix="twin-study-worker-") as scratch:
         before = os.environ.get("TWIN_STUDY_CACHE")
         os.environ["TWIN_STUDY_CACHE"] = scratch
@@ -168,16 +167,14 @@ def train_task(
 
 
 def _read_entry(key: str) -> dict[str, bytes]:
-    from .experiment import runs_dir
-
-    return {p.name: p.read_bytes() for p in sorted((runs_dir() / key).iterdir())}
+    return {p.name: p.read_bytes() for p in sorted((experiment.runs_dir() / key).iterdir())}
 
 
 # --- engines -------------------------------------------------------------------------------
 
 
 def _joblib_results(ds: Dataset, wave: list[_Task], jobs: int, given) -> Iterator[tuple]:
-    from joblib import Parallel, delayed, parallel_config
+    from joblib import Parallel, delayed, parallel_config  # lazy: only jobs > 1 needs loky
 
     # mmap_mode "c": the data set's large arrays reach the workers as copy-on-write memory
     # maps (read-only ones would make torch.as_tensor warn); one thread per worker.
@@ -196,7 +193,7 @@ def dask_client(address: str, jobs: int = 2):
     single-threaded worker processes, one per core when ``jobs`` is 1), kept for the life of
     this process."""
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster  # lazy: dask is heavy and optional
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise RuntimeError(
             "dask=... needs dask.distributed: pip install 'dask[distributed]'"
@@ -227,7 +224,7 @@ def dask_client(address: str, jobs: int = 2):
 
 
 def _dask_results(data, wave: list[_Task], client, given) -> Iterator[tuple]:
-    from distributed import as_completed
+    from distributed import as_completed  # lazy: dask is heavy and optional
 
     futures = [
         client.submit(
@@ -255,14 +252,10 @@ def train_missing(
     ``jobs`` / ``dask``: see ``ParallelConfig``; ``None`` reads ``$TWIN_STUDY_JOBS`` /
     ``$TWIN_STUDY_DASK``. Serial (jobs = 1, no Dask) trains nothing and returns an empty set:
     the caller's own ``run`` calls train in its process."""
-    from tqdm.auto import tqdm
-
-    from .experiment import fingerprint, store_run
-
     cfg = ParallelConfig.resolve(jobs, dask)
     if cfg.serial:
         return set()
-    fingerprint(ds)  # computed once here; the workers get it with the data set's meta
+    experiment.fingerprint(ds)  # computed once here; the workers get it with the data set's meta
     waves = plan(ds, runs)
     todo = sum(len(w) for w in waves)
     if not todo:
@@ -286,7 +279,7 @@ def train_missing(
                 else _joblib_results(ds, wave, cfg.jobs, given)
             )
             for key, files, seconds in results:
-                store_run(key, files)
+                experiment.store_run(key, files)
                 trained.add(key)
                 bar.update(1)
                 bar.set_postfix_str(f"last {seconds:.0f} s")

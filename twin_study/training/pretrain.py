@@ -6,19 +6,20 @@ CTR model with attention over the most recent k behaviours) on the same training
 sweep's TrainConfig, and take its K_h of every item (``ModelConfig.sim_vectors = "inherent"``:
 id + author + category + ... embeddings, the features TWIN's keys see). The item-id embedding
 alone (``"item_id"``, the first choice) barely moves from its N(0, 1) init in a short run, so
-retrieval by it was near random. SIM Cluster runs k-means on the same vectors.
+retrieval by it was near random. SIM Cluster runs k-means on the same vectors (``sim_extras``:
+the codes are computed here and passed to the model, which runs no k-means itself).
 ``analysis.retrieval.vector_separation`` reports how well a table separates authors and
 categories.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # models.ctr imports this module lazily (SIM Cluster's k-means)
-    from ..models.ctr import CTRModel
+from ..models.config import ModelConfig
+from ..models.ctr import CTRModel
 
 
 def pretrained_vectors(model: CTRModel, source: str = "inherent") -> np.ndarray:
@@ -38,7 +39,7 @@ def kmeans_codes(
 ) -> np.ndarray:
     """Cluster id per item (row 0, the padding item, gets its own code 0; others 1..n).
     Once per run, never per step."""
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans  # lazy: sklearn is heavy; only SIM Cluster needs it
 
     x = np.asarray(vectors, dtype=np.float32)[1:]
     n_clusters = min(n_clusters, len(x))
@@ -51,3 +52,12 @@ def kmeans_codes(
         step = 1 << 20  # assign in blocks: a bounded distance matrix
         labels = np.concatenate([km.predict(x[i : i + step]) for i in range(0, len(x), step)])
     return np.concatenate([[0], labels + 1]).astype(np.int64)
+
+
+def sim_extras(model: ModelConfig, vectors: np.ndarray) -> dict[str, Any]:
+    """What SIM Soft / SIM Cluster's ``build_model`` takes from pre-trained item ``vectors``:
+    SIM Soft the vectors (``item_vectors``), SIM Cluster their k-means codes
+    (``cluster_codes``, ``model.n_clusters`` clusters seeded by ``model.hash_seed``)."""
+    if model.long_module == "sim_cluster":
+        return {"cluster_codes": kmeans_codes(vectors, model.n_clusters, model.hash_seed)}
+    return {"item_vectors": vectors}
