@@ -65,21 +65,29 @@ def test_row_sparse_gradients_equal_dense_gradients(ds, batches, module):
 
 
 def test_sparse_adagrad_step_equals_the_dense_step():
-    """Given the same gradients, torch's AdaGrad on row-sparse gradients leaves the same
-    table and accumulator as on dense ones, step after step (no weight decay)."""
+    """Given the same gradients, RowSparseAdagrad on row-sparse gradients leaves the same table
+    and accumulator as torch's AdaGrad on dense ones, step after step (no weight decay); on
+    dense gradients it is torch's update bit for bit."""
+    from twin_study.training.optim import RowSparseAdagrad
+
     g = torch.Generator().manual_seed(0)
     init = torch.randn(1000, 8, generator=g)
-    tables = [torch.nn.Parameter(init.clone()) for _ in range(2)]
-    opts = [torch.optim.Adagrad([t], lr=0.2) for t in tables]
+    tables = [torch.nn.Parameter(init.clone()) for _ in range(3)]
+    opts = [RowSparseAdagrad([tables[0]], lr=0.2), torch.optim.Adagrad([tables[1]], lr=0.2),
+            RowSparseAdagrad([tables[2]], lr=0.2)]  # fmt: skip
     for _ in range(5):
         rows = torch.randint(0, 1000, (300,), generator=g)  # duplicates included
         vals = torch.randn(300, 8, generator=g)
         sparse = torch.sparse_coo_tensor(rows[None], vals, (1000, 8))
-        tables[0].grad, tables[1].grad = sparse, sparse.to_dense()
+        dense = sparse.to_dense()
+        tables[0].grad, tables[1].grad, tables[2].grad = sparse, dense, dense.clone()
         for o in opts:
             o.step()
     torch.testing.assert_close(tables[0], tables[1], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(opts[0].state[tables[0]]["sum"], opts[1].state[tables[1]]["sum"])
+    assert torch.equal(tables[2], tables[1])  # dense gradients: torch's update exactly
+    with pytest.raises(ValueError, match="lr > 0"):
+        RowSparseAdagrad([tables[0]], lr=0.0)
 
 
 def test_training_with_sparse_gradients_follows_the_dense_run(ds, batches):

@@ -281,7 +281,7 @@ def row_gradient(idx: torch.Tensor, rows: torch.Tensor, n_rows: int, sparse: boo
     same gradient; the sparse one costs O(N w), the dense one O(n_rows w) to fill and update."""
     if sparse and len(idx) < n_rows:
         return torch.sparse_coo_tensor(idx[None], rows, (n_rows, rows.shape[-1]),
-                                       check_invariants=False)  # fmt: skip
+                                       check_invariants=False, is_coalesced=False)  # fmt: skip
     return rows.new_zeros(n_rows, rows.shape[-1]).index_add_(0, idx, rows)
 
 

@@ -32,10 +32,7 @@ from ..data.schema import Dataset
 from ..models.ctr import CTRModel
 from ..seed import seed_everything
 from .metrics import all_metrics, logloss
-
-# torch's AdaGrad builds its row-sparse update tensors without invariant checks and warns once
-# per process that it does; they are built from a coalesced gradient, so they hold.
-warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+from .optim import RowSparseAdagrad
 
 
 @dataclass
@@ -125,7 +122,7 @@ def make_optimizers(model: CTRModel, cfg: TrainConfig) -> list[torch.optim.Optim
     core.emb.sparse_grads = cfg.optimizer == "adagrad+adam" and core is model
     if cfg.optimizer == "adam":
         return [torch.optim.Adam(emb + dense, lr=cfg.lr)]
-    return [torch.optim.Adagrad(emb, lr=cfg.emb_lr), torch.optim.Adam(dense, lr=cfg.lr)]
+    return [RowSparseAdagrad(emb, lr=cfg.emb_lr), torch.optim.Adam(dense, lr=cfg.lr)]
 
 
 def train_step(model: CTRModel, batch, opts: list[torch.optim.Optimizer]) -> float:
