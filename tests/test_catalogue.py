@@ -435,3 +435,16 @@ def test_a_userlog_of_a_million_items_loads_and_trains(tmp_path):
     assert np.isfinite(losses).all()
     assert m.emb.sparse_grads and m.gsu.last_side in ("batch", "query")
     assert m.gsu.cache.keys.numel() == 0, "a 10^6-row item cache was built"
+
+
+def test_a_fitted_model_leaves_with_dense_gradients(ds):
+    """fit's AdaGrad turns sparse gradients on; the returned model has them off again, so a
+    later plain optimizer (02's cache-staleness runs use Adam) can train it."""
+    from twin_study.training.train import fit
+
+    m = model(ds, "twin")
+    fit(m, ds, TrainConfig(epochs=1, batch_size=64, max_train_samples=128, progress=False))
+    assert not m.emb.sparse_grads
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+    b = SampleBuilder(ds, L).build(ds.split_indices("train")[:40])
+    assert np.isfinite(train_step(m.train(), b, [opt]))

@@ -181,6 +181,7 @@ def staleness_hits(
         m = copy.deepcopy(model)
         m.gsu.cache.rebuild(*m.gsu._src)
         m.gsu.cache.refresh_every = 10**12  # never refreshed from here on
+        m.emb.sparse_grads = False  # plain Adam below: dense gradients
         m.train()
         opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=lr)
         done = 0

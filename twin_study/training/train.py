@@ -265,6 +265,9 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
         model.refresh_cache()  # the cache must match the weights just loaded
+    # Sparse gradients were for this fit's AdaGrad; the model leaves with dense ones, so an
+    # optimizer a caller builds later (Adam in 02's cache-staleness runs) can take them.
+    (model.module if isinstance(model, DistributedDataParallel) else model).emb.sparse_grads = False
     chosen = next(h for h in result.history if h["samples_seen"] == result.best_samples
                   and h["epoch"] == result.best_epoch)  # fmt: skip
     result.worse_than_constant = not chosen["valid_logloss"] < result.constant_logloss
