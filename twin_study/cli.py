@@ -29,7 +29,7 @@ from twin_study import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("twin_study.runner", "execute the notebooks with papermill (skips up-to-date ones)"),
     "data": ("twin_study.data.cli", "fetch data sets (MovieLens) and print their summaries"),
-    "report": ("twin_study.report", "regenerate README.md's results section from figures/"),
+    "report": ("twin_study.report", "regenerate README.md's headline and docs/results.md"),
     "reclaim": ("twin_study.analysis.reclaim", "judge figures/'s claims again by the current "
                 "rules, from the committed per-seed files (nothing retrained)"),
     "bench": ("twin_study.bench", "time CP-GSU scoring, raw MHTA vs TWIN, side by side"),

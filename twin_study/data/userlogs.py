@@ -68,7 +68,7 @@ counted): a missing column, an unparseable time, a non-binary label, an empty fi
 duplicate (user, item, time) rows, which are an error unless ``duplicates="drop"`` (keeps the
 first of each group).
 
-Public data sets that fit (see README "Bring your own logs"):
+Public data sets that fit (see docs/data.md, "Bring your own logs"):
 
 * **KuaiRand** (``log_standard_*.csv`` + ``video_features_basic_*.csv``): ``user="user_id"``,
   ``item="video_id"``, ``time="time_ms"``, ``time_unit="ms"``, ``label="is_click"``,

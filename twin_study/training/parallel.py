@@ -23,7 +23,7 @@ its table is the same whichever engine trained it.
   large arrays: written once per sweep to a temp folder and shared by the workers' page
   cache) or scattered once to every Dask worker. Regenerating it in the worker from its
   loader parameters is not possible in general (user logs, MovieLens parsed in the parent)
-  and would cost more than shipping it (see the README's "Running bigger").
+  and would cost more than shipping it (see docs/running.md, "Running bigger").
 """
 
 from __future__ import annotations
