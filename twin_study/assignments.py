@@ -6,7 +6,8 @@ Light on purpose (yaml only): ``twin-study run`` (``runner``) and ``twin-study t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -26,3 +27,17 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
             raise UsageError(f"bad parameter {item!r}: use NAME=VALUE")
         out[name.strip()] = yaml.safe_load(value) if value.strip() else ""
     return out
+
+
+def dataclass_values(cls: type, params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``params`` ready for ``cls(**values)``, and the names ``cls`` has no field for (sorted).
+    YAML and papermill give lists where a dataclass field holds a tuple (``mlp``); those are
+    made tuples. Callers raise their own error for the unknown names."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - set(fields))
+    values = {
+        k: tuple(v) if isinstance(v, list) and isinstance(fields[k].default, tuple) else v
+        for k, v in params.items()
+        if k in fields
+    }
+    return values, unknown

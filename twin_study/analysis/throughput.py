@@ -118,6 +118,15 @@ def train_probe_subprocess(timeout: float = 1800, **kwargs) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def known_modules(modules: Iterable[str]) -> list[str]:
+    """``modules`` as a list, or a ValueError naming those that are not lifelong modules."""
+    modules = list(modules)
+    unknown = sorted(set(modules) - set(LONG_MODULES))
+    if unknown:
+        raise ValueError(f"unknown module(s) {unknown}; choose from {sorted(LONG_MODULES)}")
+    return modules
+
+
 def train_throughput(
     modules: Iterable[str],
     L_values: Sequence[int],
@@ -127,10 +136,7 @@ def train_throughput(
 ) -> pd.DataFrame:
     """One probe per (L, module, path), the paths of a module back to back. ``probe``: the
     other ``train_probe`` arguments (batch_size, steps, threads, device, seed)."""
-    modules = list(modules)
-    unknown = sorted(set(modules) - set(LONG_MODULES))
-    if unknown:
-        raise ValueError(f"unknown module(s) {unknown}; choose from {sorted(LONG_MODULES)}")
+    modules = known_modules(modules)
     bad = sorted(set(impls) - set(IMPLS))
     if bad:
         raise ValueError(f"unknown impl(s) {bad}; choose from {list(IMPLS)}")
@@ -150,10 +156,7 @@ def catalogue_throughput(
 ) -> pd.DataFrame:
     """Training throughput of every module's fast path against the catalogue size (issue 27):
     one probe per (L, catalogue, module), each in its own process, smallest catalogue first."""
-    modules = list(modules)
-    unknown = sorted(set(modules) - set(LONG_MODULES))
-    if unknown:
-        raise ValueError(f"unknown module(s) {unknown}; choose from {sorted(LONG_MODULES)}")
+    modules = known_modules(modules)
     if not catalogues or min(catalogues) < 100:
         raise ValueError(f"catalogues must be item counts >= 100, got {list(catalogues)}")
     jobs = [(L, V, m) for L in L_values for V in sorted(catalogues) for m in modules]

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from ..assignments import dataclass_values
 from ..data.synthetic import SyntheticConfig
 
 PANEL_FILE = Path(__file__).resolve().parent / "panel.yaml"
@@ -178,14 +179,10 @@ class PanelSpec:
 def _typed(cls, params: Mapping[str, Any], where: str):
     """``cls(**params)`` with lists made tuples where the field is a tuple; unknown keys are
     a PanelError naming them."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - set(fields))
+    values, unknown = dataclass_values(cls, params)
     if unknown:
-        raise PanelError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    values = {}
-    for k, v in params.items():
-        default = fields[k].default
-        values[k] = tuple(v) if isinstance(v, list) and isinstance(default, tuple) else v
+        known = sorted(f.name for f in dataclasses.fields(cls))
+        raise PanelError(f"{where}: unknown key(s) {unknown}; known: {known}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:

@@ -12,22 +12,16 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from ..assignments import dataclass_values
 from ..models.config import ModelConfig
 from .train import TrainConfig
 
 
 def _config(cls, kind: str, params: Mapping[str, Any]):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - set(fields))
+    values, unknown = dataclass_values(cls, params)
     if unknown:
-        raise ValueError(f"unknown {kind} field(s) {unknown}; known: {', '.join(fields)}")
-    values = {}
-    for name, value in params.items():
-        # YAML and papermill give lists where the dataclass holds tuples (e.g. ``mlp``).
-        default = fields[name].default
-        values[name] = (
-            tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
-        )
+        known = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ValueError(f"unknown {kind} field(s) {unknown}; known: {known}")
     return cls(**values).validate()
 
 
