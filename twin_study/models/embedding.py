@@ -94,12 +94,19 @@ class FeatureEmbedder(nn.Module):
     def inherent_rows(self, item: torch.Tensor) -> torch.Tensor:
         """K_h of items without a gradient, as one concatenated gather: (n,) ids -> (n, H).
         What the query-side CP-GSU scores against (``gsu.CpGSU``)."""
+        return concat_lookup(*self._inherent_lookups(item))
+
+    def _inherent_lookups(
+        self, item: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The K_h tables and the rows each is read at, for (N,) item ids: the id table, then
+        every item-table feature's table at the items' codes (``concat_lookup``'s input)."""
         tables = [self.item_emb["item"].weight]
         indices = [item]
         for name in self.item_feature_names:
             tables.append(self.item_emb[name].weight)
             indices.append(self.item_codes(name, item))
-        return concat_lookup(tables, indices)
+        return tables, indices
 
     def item_vectors(self, source: str = "inherent") -> torch.Tensor:
         """One vector per item (padding row 0 included), from the live parameters, no gradient:
@@ -175,11 +182,7 @@ class FeatureEmbedder(nn.Module):
         finalists, index_selects + a concatenation, and backward a copy of every column slice
         before its index_add, were a tenth of a training step."""
         flat = item.reshape(-1)
-        tables = [self.item_emb["item"].weight]
-        indices = [flat]
-        for name in self.item_feature_names:
-            tables.append(self.item_emb[name].weight)
-            indices.append(self.item_codes(name, flat))
+        tables, indices = self._inherent_lookups(flat)
         codes = codes.reshape(len(flat), self.J)  # (N, J); J may be 0 (no cross features)
         tables += [e.weight for e in self.cross_emb]
         indices += [codes[:, j] for j in range(self.J)]
