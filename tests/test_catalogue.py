@@ -292,13 +292,21 @@ def test_compact_items_renumbers_every_slot(ds, batches):
 @pytest.mark.parametrize("module", ["eta", "sdim"])
 def test_hashed_gsus_select_the_same_with_a_table_of_the_batch(ds, batches, module,
                                                                no_compaction):  # fmt: skip
+    """Signatures are signs of projections, so a projection within rounding of zero may flip
+    between the two products on another CPU; samples reading such an item are left out of the
+    exact comparison (and must be few)."""
     m = model(ds, module)
     got = [m.gsu.select(m.gsu_input(b), K) for b in batches]
+    near_zero = (m.gsu.projected().abs() < 1e-4).any(1)  # (n_items + 1,) may flip
     no_compaction()
+    compared = 0
     for b, (idx, ok) in zip(batches, got, strict=True):
         ref_idx, ref_ok = m.gsu.select(m.gsu_input(b), K)
-        assert torch.equal(ok, ref_ok)
-        assert torch.equal(idx[ok], ref_idx[ref_ok])
+        safe = ~(near_zero[b.hist_item].any(1)[b.req] | near_zero[b.target])  # (B,)
+        assert torch.equal(ok[safe], ref_ok[safe])
+        assert torch.equal(idx[safe][ok[safe]], ref_idx[safe][ref_ok[safe]])
+        compared += int(safe.sum())
+    assert compared >= 0.5 * sum(len(b.target) for b in batches)
 
 
 def test_sdim_linear_output_and_gradients_with_a_table_of_the_batch(ds, batches, no_compaction):
