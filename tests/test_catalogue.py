@@ -17,7 +17,7 @@ from twin_study.data import SampleBuilder, SyntheticConfig, generate
 from twin_study.models import ModelConfig, build_model, merged_topk
 from twin_study.models import ctr as ctr_mod
 from twin_study.models import gsu as gsu_mod
-from twin_study.models.gsu import CpGSU, compact_items, key_side_costs
+from twin_study.models.gsu import compact_items, key_side_costs
 from twin_study.training.train import TrainConfig, make_optimizers, train_step
 
 L, K = 300, 30
@@ -339,8 +339,8 @@ def test_inherent_mean_reads_only_the_behaviours_on_a_large_catalogue(ds, batche
                                                                       monkeypatch):  # fmt: skip
     """Avg-Pooling's mean on a catalogue much larger than the histories, with row-sparse
     gradients: the counts of the batch's own items times their K_h (default), or one
-    embedding_bag per table (a count matrix over the memory cap); both equal the mean of the
-    gathered rows."""
+    embedding_bag over the same distinct rows (a count matrix over the memory cap); both equal
+    the mean of the gathered rows."""
     from twin_study.models import embedding
 
     if cap is not None:
@@ -388,12 +388,10 @@ def test_the_catalogue_bench_table_relates_each_module_to_its_smallest_catalogue
 
     from twin_study.analysis import throughput as tp
 
-    df = pd.DataFrame([
-        {"long_module": "twin", "L": 1000, "n_items": 2e4, "samples_per_s": 200.0, "peak_rss_mb": 1},
-        {"long_module": "twin", "L": 1000, "n_items": 1e6, "samples_per_s": 150.0, "peak_rss_mb": 2},
-        {"long_module": "din", "L": 1000, "n_items": 1e6, "samples_per_s": 90.0, "peak_rss_mb": 2},
-        {"long_module": "din", "L": 1000, "n_items": 2e4, "samples_per_s": 100.0, "peak_rss_mb": 1},
-    ])  # fmt: skip
+    rows = [("twin", 2e4, 200.0, 1), ("twin", 1e6, 150.0, 2), ("din", 1e6, 90.0, 2),
+            ("din", 2e4, 100.0, 1)]  # fmt: skip
+    df = pd.DataFrame([{"long_module": m, "L": 1000, "n_items": v, "samples_per_s": s,
+                        "peak_rss_mb": p} for m, v, s, p in rows])  # fmt: skip
     wide = tp.catalogue_side_by_side(df)
     got = {(r.long_module, r.n_items): r.vs_smallest for r in wide.itertuples()}
     assert got == {("twin", 2e4): 1.0, ("twin", 1e6): 0.75, ("din", 1e6): 0.9, ("din", 2e4): 1.0}

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import runtime
 from ..data.schema import ItemTable
 from . import native
 from .config import ITEM_VECTOR_SOURCES
@@ -62,6 +63,8 @@ class FeatureEmbedder(nn.Module):
                 nn.init.normal_(e.weight, std=init_std)
         with torch.no_grad():  # the padding item (id 0) embeds to zero in every table
             self.item_emb["item"].weight[0].zero_()
+        for e in self.item_emb.values():  # catalogue-sized tables, read at random: huge pages
+            e.weight.data = runtime.on_huge_pages(e.weight.data)
         self.n_items = items.n_items
         self.H = sum(e.embedding_dim for e in self.item_emb.values())  # inherent width
         self.J = len(cross_vocab)
@@ -199,35 +202,35 @@ class FeatureEmbedder(nn.Module):
         histories (``DENSE_COUNTS_PER_BEHAVIOUR``). A larger catalogue (issue 27) takes the same
         product over the batch's own items, renumbered: (R, U) counts times the K_h of the U
         distinct items, gathered once each (row-sparse gradients when ``sparse_grads``).
-        Beyond the memory cap, one ``embedding_bag`` per feature table over the valid
-        behaviours. An empty row gives zeros."""
+        Where that matrix would exceed the memory cap or cost more than a pass over the
+        behaviours, one ``embedding_bag`` over the same U rows. An empty row gives zeros."""
         R, L = items.shape
         keep = torch.arange(L, device=items.device) < n_valid[:, None]
         flat = items[keep]  # row-major: each row's valid prefix, one after another
         denom = n_valid.clamp(min=1)[:, None].float()
         V = self.n_items + 1
-        row = torch.repeat_interleave(torch.arange(R, device=items.device), n_valid)
-        if R * V > min(DENSE_COUNTS_MAX, DENSE_COUNTS_PER_BEHAVIOUR * len(flat)):
+
+        def row_of() -> torch.Tensor:  # (N,) the row of each valid behaviour
+            return torch.repeat_interleave(torch.arange(R, device=items.device), n_valid)
+
+        budget = min(DENSE_COUNTS_MAX, DENSE_COUNTS_PER_BEHAVIOUR * len(flat))  # count cells
+        cells = R * V  # of the dense (R, V) count matrix
+        if cells > budget:
             # A large catalogue: the same product over the items the rows hold, renumbered
             # (the histogram of the batch's items times their K_h, gathered once each).
             uniq, inv = torch.unique(flat, return_inverse=True)
             U = len(uniq)
-            if R * U <= DENSE_COUNTS_MAX:
-                counts = torch.bincount(row * U + inv, minlength=R * U).view(R, U).float()
-                return counts @ self.inherent(uniq) / denom  # (R, U) @ (U, H)
+            # The product costs R * U (fill, multiply), a bag one gather per behaviour: rows
+            # that share few items (U near the behaviour count) take the bag, over the same U
+            # rows of K_h (one gather per table row, never one per behaviour).
+            K = self.inherent(uniq)  # (U, H), gathered once each
+            cells = R * U  # of the compact (R, U) one
+            if cells <= budget:
+                counts = torch.bincount(row_of() * U + inv, minlength=R * U).view(R, U).float()
+                return counts @ K / denom  # (R, U) @ (U, H)
             offsets = torch.cumsum(n_valid, 0) - n_valid
-
-            def bag(idx: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-                sparse = self.sparse_grads and len(idx) < table.shape[0]
-                return F.embedding_bag(idx, table, offsets, mode="mean", sparse=sparse)
-
-            parts = [bag(flat, self.item_emb["item"].weight)]
-            parts += [
-                bag(self.item_codes(n, flat), self.item_emb[n].weight)
-                for n in self.item_feature_names
-            ]
-            return torch.cat(parts, dim=-1)
-        counts = torch.bincount(row * V + flat, minlength=R * V).view(R, V).float()  # (R, V)
+            return F.embedding_bag(inv, K, offsets, mode="mean")  # (R, H); empty rows 0
+        counts = torch.bincount(row_of() * V + flat, minlength=R * V).view(R, V).float()  # (R, V)
         parts = [counts @ self.item_emb["item"].weight]
         for n in self.item_feature_names:
             codes = getattr(self, f"code_{n}")  # (V,) the feature's code of every item

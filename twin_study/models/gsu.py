@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import runtime
 from . import native
 from .attention import TwinAttention
 from .embedding import FeatureEmbedder
@@ -191,7 +192,8 @@ class SoftGSU(GSU):
     def __init__(self, item_vectors: np.ndarray | torch.Tensor):
         super().__init__()
         v = torch.as_tensor(np.asarray(item_vectors), dtype=torch.float32)
-        self.register_buffer("table", v[:, None, :])  # (n_items + 1, 1, D)
+        # (n_items + 1, 1, D), on huge pages: its rows are read at random (runtime.py)
+        self.register_buffer("table", runtime.on_huge_pages(v[:, None, :].contiguous()))
 
     def scores(self, x: GsuInput):
         q = self.table[x.target]  # (B, 1, D)
@@ -389,8 +391,10 @@ class ItemKeyCache(nn.Module):
 
     @torch.no_grad()
     def rebuild(self, emb: FeatureEmbedder, att: TwinAttention) -> None:
-        if self.keys.shape != self.shape:
-            self.keys = att.W_h.weight.new_empty(self.shape)
+        if self.keys.shape != self.shape:  # on huge pages: gathered at random (runtime.py)
+            w = att.W_h.weight
+            self.keys = (runtime.huge_empty(self.shape, w.dtype) if w.device.type == "cpu"
+                         else w.new_empty(self.shape))  # fmt: skip
         # K_h W^h for all items, one feature table at a time (W^h has no bias).
         emb.project_items(att.W_h.weight, out=self.keys.view(self.keys.shape[0], -1))
         self.age = 0

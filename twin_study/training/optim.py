@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 import torch
 
+from .. import runtime
+
 
 class RowSparseAdagrad(torch.optim.Optimizer):
     """AdaGrad (lr, eps; no weight decay, no lr decay, zero initial accumulator):
@@ -45,7 +47,7 @@ class RowSparseAdagrad(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
-                    state["sum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["sum"] = _zero_state(p)
                 state["step"] += 1
                 if p.grad.is_sparse:
                     _sparse_step(p, state["sum"], p.grad, lr, eps)
@@ -54,6 +56,14 @@ class RowSparseAdagrad(torch.optim.Optimizer):
                     state["sum"].addcmul_(g, g, value=1)
                     p.addcdiv_(g, state["sum"].sqrt().add_(eps), value=-lr)
         return loss
+
+
+def _zero_state(p: torch.Tensor) -> torch.Tensor:
+    """AdaGrad's zero accumulator for ``p``; a large CPU table's on huge pages, as the table
+    itself (runtime.py): the sparse step reads its rows at random too."""
+    if p.device.type == "cpu" and p.is_contiguous():
+        return runtime.huge_empty(tuple(p.shape), p.dtype).zero_()
+    return torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
 def _sparse_step(
