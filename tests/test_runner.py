@@ -152,6 +152,8 @@ def _mark_done(study: Path) -> None:
         ("profiles/paper.yaml", True),  # a profile
         ("panel/panel.yaml", True),  # the panel's declaration
         ("models/config.py", True),
+        ("data/userlog/read.py", True),  # modules of sub-packages
+        ("runner/stamps.py", True),
         ("models/__pycache__/config.cpython-311.pyc", False),  # build artefacts are not sources
         ("models/native_build.so", False),
         ("models/.config.py.swp", False),

@@ -12,7 +12,7 @@ import pytest
 from logs import write_click_log
 
 from twin_study.data import bayes_auc, load_dataset
-from twin_study.data.userlogs import UserLogError
+from twin_study.data.userlog import UserLogError
 from twin_study.panel import run as panel_run
 from twin_study.panel.spec import World, load_panel
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from twin_study.data.registry import load_dataset
-from twin_study.data.userlogs import UserLogError, UserLogSpec, load_userlog
+from twin_study.data.userlog import UserLogError, UserLogSpec, load_userlog
 
 # A KuaiRand-shaped log: two users, times in ms, two rows of user 7 in the same millisecond.
 KUAI = pd.DataFrame(
@@ -368,7 +368,7 @@ def test_per_user_split(tmp_path: Path) -> None:
     np.testing.assert_array_equal(s.split[s.user == 0], [0] * 16 + [1] * 2 + [2] * 2)  # 80/10/10
     np.testing.assert_array_equal(s.split[s.user == 1], [0, 0, 1, 2])  # the late user trains
     # a few samples per user: at least one test (n >= 2), one valid (n >= 3), one train
-    from twin_study.data.userlogs import per_user_split
+    from twin_study.data.events import per_user_split
 
     users = np.repeat([0, 1, 2, 3], [1, 2, 3, 4])
     np.testing.assert_array_equal(per_user_split(users, (0.8, 0.9)), [0, 0, 2, 0, 1, 2, 0, 0, 1, 2])
@@ -387,7 +387,7 @@ def test_max_users(tmp_path: Path) -> None:
 def test_check_userlog_reads_only_headers(tmp_path: Path) -> None:
     from logs import SPEC, write_click_log
 
-    from twin_study.data.userlogs import check_userlog
+    from twin_study.data.userlog import check_userlog
 
     log_path, spec_path = write_click_log(tmp_path, n_users=2)
     check_userlog(log_path, spec_path, {"min_history": 3, "split": "per_user"})

@@ -85,7 +85,7 @@ def _synthetic(progress: bool = False, **params: Any) -> Dataset:
 
 def _import_loaders() -> None:
     """Import modules that register more loaders (real data), if present."""
-    for mod in ("movielens", "userlogs"):
+    for mod in ("movielens", "userlog"):
         try:
             importlib.import_module(f"{__package__}.{mod}")
         except ModuleNotFoundError as e:  # module not written yet
