@@ -9,6 +9,7 @@ against tables of every item. The world is a catalogue much larger than the batc
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -454,3 +455,44 @@ def test_a_fitted_model_leaves_with_dense_gradients(ds):
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)
     b = SampleBuilder(ds, L).build(ds.split_indices("train")[:40])
     assert np.isfinite(train_step(m.train(), b, [opt]))
+
+
+def test_a_catalogue_probe_that_fails_is_a_row_not_a_crash(monkeypatch):
+    """A probe killed for memory (or timed out) at the largest catalogue leaves a row with its
+    error and NaN rates; the other probes' rows are kept and the table still formats."""
+    from twin_study.analysis import throughput as tp
+
+    def probe(**kw):
+        if kw["n_items"] > 10**6:
+            raise RuntimeError("train probe failed:\nKilled")
+        return {"long_module": kw["long_module"], "impl": "fast", "L": kw["L"],
+                "n_items": kw["n_items"], "samples_per_s": 100.0, "peak_rss_mb": 5.0,
+                "distinct_items": 7.0}  # fmt: skip
+
+    monkeypatch.setattr(tp, "train_probe_subprocess", probe)
+    df = tp.catalogue_throughput(["twin"], [1000], [20_000, 10**7], progress=False)
+    assert df.loc[df.n_items == 10**7, "error"].item() == "Killed"
+    assert np.isnan(df.loc[df.n_items == 10**7, "samples_per_s"].item())
+    text = tp.format_catalogue(tp.catalogue_side_by_side(df))
+    assert "nan" in text and "100" in text and "distinct V=2e4" in text
+
+
+def test_distinct_items_counts_each_item_once_and_skips_padding():
+    from twin_study.analysis.throughput import distinct_items
+
+    assert distinct_items(torch.tensor([[3, 3, 0, 5], [5, 9, 0, 0]])) == 3
+
+
+def test_the_catalogue_bar_is_read_from_the_measurements():
+    from twin_study.analysis import throughput as tp
+
+    rows = [("twin", 2e4, 200.0, 10.0), ("twin", 1e6, 160.0, 40.0), ("din", 2e4, 100.0, 10.0),
+            ("din", 1e6, float("nan"), float("nan"))]  # fmt: skip
+    df = pd.DataFrame([{"long_module": m, "L": 10_000, "n_items": v, "samples_per_s": s,
+                        "peak_rss_mb": 1.0, "distinct_items": d}
+                       for m, v, s, d in rows])  # fmt: skip
+    bar = tp.catalogue_bar(tp.catalogue_side_by_side(df)).set_index("long_module")
+    assert bar.loc["twin", "meets_bar"] and bar.loc["twin", "ratio"] == pytest.approx(0.8)
+    assert not bar.loc["din", "meets_bar"]  # a failed probe is below the bar
+    text = tp.describe_catalogue_bar(tp.catalogue_side_by_side(df))
+    assert "1 of 2 modules" in text and "twin 0.80x" in text and "din nanx" in text

@@ -196,5 +196,7 @@ def main(args: argparse.Namespace) -> int:
                                      threads=args.threads, device=str(device))  # fmt: skip
         print(tp.format_catalogue(tp.catalogue_side_by_side(df)))
         print("samples = samples/s; vs = samples/s over the same module's at the smallest "
-              "catalogue in this run; MB = the probe process's VmHWM")  # fmt: skip
+              "catalogue in this run; MB = the probe process's VmHWM; distinct = distinct "
+              "items among a timed batch's behaviours (mean); nan = the probe failed "
+              "(its error is in the data frame)")  # fmt: skip
     return 0
