@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from twin_study import paper
 from twin_study.analysis import sweeps, tables, verdicts
 from twin_study.models.config import ModelConfig
 from twin_study.results import load_results, save_results
@@ -74,7 +75,8 @@ def test_paper_table_reproduces_the_papers_own_relative_numbers():
     rel = tables.paper_relative("SIM Soft").set_index("model")
     assert rel.loc["TWIN", "auc_rel_pct"] == pytest.approx(0.29, abs=0.005)
     assert rel.loc["TWIN", "gauc_rel_pct"] == pytest.approx(0.51, abs=0.005)
-    assert list(sweeps.PAPER_TABLE4["model"]) == list(sweeps.TABLE4_ORDER)
+    assert paper.TWIN_OVER_SIM_SOFT_PCT == {"auc": 0.29, "gauc": 0.51}
+    assert list(sweeps.PAPER_TABLE4["model"]) == list(paper.TABLE4_ORDER)
     # Table 4 is sorted weakest to strongest in both metrics.
     assert sweeps.PAPER_TABLE4["auc"].is_monotonic_increasing
     assert sweeps.PAPER_TABLE4["gauc"].is_monotonic_increasing
@@ -261,7 +263,7 @@ def test_claim_to_dict_survives_results_json(tmp_path):
 
 def test_table4_claims_when_twin_clearly_wins():
     values = {m: [0.60 + 0.01 * i + d for d in (0.0, 0.001, 0.002)]
-              for i, m in enumerate(sweeps.TABLE4_ORDER)}  # fmt: skip
+              for i, m in enumerate(paper.TABLE4_ORDER)}  # fmt: skip
     runs = runs_table(values)
     claims = {c.claim: c for c in verdicts.table4_claims(runs, sweeps.summarize(runs), "synthetic")}
     assert claims["TWIN > SIM Soft (GAUC)"].verdict == R
@@ -273,7 +275,7 @@ def test_table4_claims_when_twin_clearly_wins():
 
 def test_table4_claims_when_twin_loses():
     values = {m: [0.60 + 0.01 * i + d for d in (0.0, 0.001, 0.002)]
-              for i, m in enumerate(reversed(sweeps.TABLE4_ORDER))}  # fmt: skip
+              for i, m in enumerate(reversed(paper.TABLE4_ORDER))}  # fmt: skip
     runs = runs_table(values)
     claims = verdicts.table4_claims(runs, sweeps.summarize(runs), "synthetic")
     assert {c.verdict for c in claims} == {N}
@@ -332,7 +334,7 @@ def test_check_table_finds_gaps_and_bad_values():
 def test_table4_settings():
     base = ModelConfig(long_len=1000)
     settings = sweeps.table4_settings(base, n_clusters=20, n_clusters_plus=200)
-    assert [s.label for s in settings] == list(sweeps.TABLE4_ORDER)
+    assert [s.label for s in settings] == list(paper.TABLE4_ORDER)
     by = {s.label: s.model for s in settings}
     assert by["SIM Cluster"].n_clusters == 20 and by["SIM Cluster+"].n_clusters == 200
     assert by["TWIN"].long_module == "twin" and by["TWIN"].long_len == 1000
