@@ -177,7 +177,7 @@ def test_train_throughput_side_by_side():
 
 
 def test_complexity_claims_verdicts_follow_the_numbers():
-    from twin_study.analysis.complexity import complexity_claims
+    from twin_study.claims.complexity import complexity_claims
 
     base = {"flop_reduction_at_1e4": 0.9935, "projection_flop_reduction_at_1e4": 1.0,
             "key_side_time_reduction_at_1e4": 0.74, "time_speedup_at_1e4": 3.7,

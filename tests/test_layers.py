@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("twin_study.data",),
     ("twin_study.models",),
     ("twin_study.training",),
-    ("twin_study.analysis", "twin_study.panel"),
+    ("twin_study.analysis", "twin_study.claims", "twin_study.panel"),
     ("twin_study.plots",),
     ("twin_study.report", "twin_study.runner", "twin_study.cli", "twin_study.bench"),
 )  # fmt: skip

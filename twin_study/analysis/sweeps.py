@@ -18,7 +18,7 @@ The pieces:
   baseline's mean, as the paper reports it), ``lead_over``, ``check_table``, and inference
   ``timings``.
 
-The paper's claims checked on these runs are in ``verdicts``; markdown tables and the
+The paper's claims checked on these runs are in ``twin_study.claims``; markdown tables and the
 records of results.json in ``tables``.
 """
 

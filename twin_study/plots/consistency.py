@@ -4,7 +4,7 @@ Each function takes ``ax=None``, draws on it or on a new figure, and returns the
 with ``twin_study.plots.base.savefig``. Inputs are tidy frames built in the notebook from
 ``twin_study.analysis.consistency.results_frame`` (one row per data set, model, seed and GSU
 output size). Models are labelled by the short name in ``models.config.LONG_MODULES``
-(``analysis.consistency_verdicts.model_label``).
+(``claims.consistency.model_label``).
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-# The verdict text, claims and table of notebook 02 live in analysis.consistency_verdicts;
+# The verdict text, claims and table of notebook 02 live in claims.consistency;
 # imported here as well, where the notebook calls them (``pc.fig4_verdict``, ...).
-from twin_study.analysis.consistency_verdicts import consistency_claims as consistency_claims
-from twin_study.analysis.consistency_verdicts import fig4_verdict as fig4_verdict
-from twin_study.analysis.consistency_verdicts import markdown_table as markdown_table
-from twin_study.analysis.consistency_verdicts import model_label
-from twin_study.analysis.consistency_verdicts import recall_verdict as recall_verdict
-from twin_study.analysis.consistency_verdicts import size_needed as size_needed
-from twin_study.analysis.consistency_verdicts import staleness_verdict as staleness_verdict
+from twin_study.claims.consistency import consistency_claims as consistency_claims
+from twin_study.claims.consistency import fig4_verdict as fig4_verdict
+from twin_study.claims.consistency import markdown_table as markdown_table
+from twin_study.claims.consistency import model_label
+from twin_study.claims.consistency import recall_verdict as recall_verdict
+from twin_study.claims.consistency import size_needed as size_needed
+from twin_study.claims.consistency import staleness_verdict as staleness_verdict
 from twin_study.paper import CACHE_DELAY_MINUTES, FIG4_HITS
 from twin_study.plots.base import figure_axes
 

@@ -1,4 +1,4 @@
-"""Notebook 02's verdict text, claims and tables: does the GSU retrieve what the ESU wants?
+"""Notebook 02's claim set, verdict text and tables: does the GSU retrieve what the ESU wants?
 
 Generated from the numbers, so they hold at every profile. ``consistency_claims`` gives the
 paper's Fig. 4 claims in the format of ``twin-study report`` (``analysis.reclaim`` judges them
@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..models.config import LONG_MODULES
 from ..paper import FIG4_HITS, FIG4_TWIN_MISSES
-from .verdicts import RULES_VERSION, at_most_partly
+from .core import RULES_VERSION, at_most_partly
 
 
 def model_label(name: str) -> str:
@@ -139,7 +139,7 @@ def consistency_claims(
 
     Effects are signed so that positive means the paper's direction (TWIN's hits minus SIM
     Hard's; hits a stale cache loses). One seed is at best *partly* (the staleness study runs
-    one seed), as everywhere in ``verdicts``; the fresh-cache hits are a ``check``."""
+    one seed), as everywhere in ``claims.core``; the fresh-cache hits are a ``check``."""
     out = []
     if "twin" in hits:
         t = hits["twin"]
