@@ -10,6 +10,9 @@ import torch
 
 from twin_study import cli
 from twin_study.analysis import complexity as cx
+from twin_study.analysis import cost_model as cm
+from twin_study.analysis import timing
+from twin_study.models.attention import TwinAttention
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def test_scoring_flops_by_mode():
     vocab = (10, 2, 16)
     counts = {}
     for mode in ("split", "raw", "nobias"):
-        att = cx.TwinAttention(H=144, J=3, cross_dim=8, heads=4, d_k=16, mode=mode)
+        att = TwinAttention(H=144, J=3, cross_dim=8, heads=4, d_k=16, mode=mode)
         counts[mode] = att.scoring_flops(L=1000, B=5, vocab=vocab)
     assert counts["raw"]["keys"] == 2 * 1000 * (144 + 24) * 64
     assert counts["split"]["keys"] == counts["nobias"]["keys"] == 0  # read from the cache
@@ -42,14 +45,14 @@ def test_scoring_flops_by_mode():
 
 
 def test_analytic_reduction_at_1e4_and_its_dependence_on_B():
-    dims = cx.Dims()
-    claim = cx.paper_claim(dims, 10_000, (1, 100, 1000))
+    dims = cm.Dims()
+    claim = cm.paper_claim(dims, 10_000, (1, 100, 1000))
     assert claim["projection_reduction"] == 1.0
     assert claim["key_side_reduction_B1"] >= 0.99
     # The dot with the queries is shared, so the cut shrinks with the candidate count.
     assert claim["key_side_reduction_B1"] > claim["key_side_reduction_B100"]
     assert claim["key_side_reduction_B100"] > claim["key_side_reduction_B1000"] > 0
-    costs = cx.cost_table([100, 10_000], [1], dims)
+    costs = cm.cost_table([100, 10_000], [1], dims)
     raw = costs[costs.method == "raw"]
     per_behaviour = 2 * (dims.H + dims.C) * dims.hd + 2 * dims.hd  # projection + dot (B = 1)
     assert (raw["key_side_flops_per_behaviour"] == per_behaviour).all()
@@ -63,7 +66,7 @@ def test_peak_allocated_tracks_cpu_tensor_allocations():
         del a
         return b * 2  # b is still alive: 8 MB at the peak
 
-    peak = cx.peak_allocated(two_live_buffers, torch.device("cpu"))
+    peak = timing.peak_allocated(two_live_buffers, torch.device("cpu"))
     assert 8_000_000 <= peak < 8_100_000
 
 
@@ -177,7 +180,7 @@ def test_train_throughput_side_by_side():
 
 
 def test_complexity_claims_verdicts_follow_the_numbers():
-    from twin_study.analysis.complexity import complexity_claims
+    from twin_study.claims.complexity import complexity_claims
 
     base = {"flop_reduction_at_1e4": 0.9935, "projection_flop_reduction_at_1e4": 1.0,
             "key_side_time_reduction_at_1e4": 0.74, "time_speedup_at_1e4": 3.7,

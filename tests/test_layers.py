@@ -34,11 +34,12 @@ ROOT = Path(twin_study.__file__).parent
 # specific entry wins. The root package ``twin_study`` (its __init__) is the lowest.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("twin_study", "twin_study.paths", "twin_study.seed", "twin_study.results",
-     "twin_study.runtime", "twin_study.assignments"),  # foundation: no torch, no data
+     "twin_study.runtime", "twin_study.assignments",
+     "twin_study.paper"),  # foundation: no torch, no data
     ("twin_study.data",),
     ("twin_study.models",),
     ("twin_study.training",),
-    ("twin_study.analysis", "twin_study.panel"),
+    ("twin_study.analysis", "twin_study.claims", "twin_study.panel"),
     ("twin_study.plots",),
     ("twin_study.report", "twin_study.runner", "twin_study.cli", "twin_study.bench"),
 )  # fmt: skip

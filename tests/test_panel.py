@@ -266,7 +266,7 @@ def test_a_tiny_world_runs_end_to_end(tmp_path, monkeypatch):
 def test_panel_claims_follow_the_declared_rule():
     import pandas as pd
 
-    from twin_study.analysis.verdicts import rule_violations
+    from twin_study.claims.core import rule_violations
 
     rows = [  # rival, wins, ties, losses, mean effect
         ("all wins", 5, 0, 0, 0.01),

@@ -9,7 +9,8 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from twin_study.analysis import paracon, sweeps, verdicts
+from twin_study.analysis import paracon, sweeps
+from twin_study.claims import ablations, core
 from twin_study.data import SyntheticConfig, generate
 from twin_study.models import ModelConfig
 from twin_study.training import TrainConfig
@@ -106,13 +107,13 @@ def test_the_auxiliary_run_is_w_o_paracons_own_prerequisite(ds, trained):
 def test_the_equal_compute_claim_appears_beside_the_equal_samples_claim(trained):
     train, runs, cost = trained
     summary = sweeps.summarize(runs)
-    claims = verdicts.ablation_claims(runs, summary, "synthetic")
+    claims = ablations.ablation_claims(runs, summary, "synthetic")
     claims.append(paracon.equal_compute_claim(runs, "synthetic"))
     names = [c.claim for c in claims]
     assert "Para-Con helps (TWIN > w/o Para-Con)" in names and paracon.CLAIM in names
     new = claims[-1]
-    assert new.verdict in verdicts.VERDICTS and new.n_seeds == len(SEEDS)
-    assert new.kind == verdicts.STUDY
+    assert new.verdict in core.VERDICTS and new.n_seeds == len(SEEDS)
+    assert new.kind == core.STUDY
     assert new.dataset == "synthetic" and "TWIN (equal compute) − TWIN w/o Para-Con" in new.detail
     # The effect is the paired per-seed difference of the sweep rows.
     r = runs.set_index(["model", "seed"])["gauc"]
@@ -138,7 +139,7 @@ def test_the_equal_compute_claim_appears_beside_the_equal_samples_claim(trained)
 
 
 @pytest.mark.parametrize(
-    ("gain", "verdict"), [(0.01, verdicts.REPRODUCED), (-0.01, verdicts.NOT_REPRODUCED)]
+    ("gain", "verdict"), [(0.01, core.REPRODUCED), (-0.01, core.NOT_REPRODUCED)]
 )
 def test_equal_compute_claim_verdicts(gain, verdict):
     noise = (0.0, 0.002, -0.001)  # the paired differences vary by seed
@@ -149,7 +150,7 @@ def test_equal_compute_claim_verdicts(gain, verdict):
     c = paracon.equal_compute_claim(pd.DataFrame(rows), "synthetic")
     assert c.verdict == verdict and c.effect == pytest.approx(gain + sum(noise) / 3)
     # The study's own question, beside the paper's equal-samples claim (counted once).
-    assert c.kind == verdicts.STUDY and c.claim == paracon.CLAIM
+    assert c.kind == core.STUDY and c.claim == paracon.CLAIM
 
 
 def test_notebook_05_reads_the_claim_and_records_the_cost():
@@ -165,7 +166,7 @@ def test_notebook_05_reads_the_claim_and_records_the_cost():
         "".join(c["source"]) for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])
     )
     assert "equal_compute: bool = True" in params
-    claims_cell = next(s for s in code if "verdicts.ablation_claims(" in s)
+    claims_cell = next(s for s in code if "ablations.ablation_claims(" in s)
     assert "claims += paracon_claims" in claims_cell
     assert any("paracon.equal_compute_claim(" in s for s in code)
     assert any('"paracon": paracon_record' in s for s in code)

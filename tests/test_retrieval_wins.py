@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from twin_study.analysis import retrieval_wins as rw
-from twin_study.analysis import sweeps, verdicts
+from twin_study.analysis import sweeps
 from twin_study.analysis.consistency import consistency, eligible_samples
+from twin_study.claims import core
 from twin_study.models.config import ModelConfig
 from twin_study.models.ctr import build_model
 from twin_study.seed import seed_everything
@@ -20,7 +21,7 @@ from twin_study.training.train import TrainConfig
 
 matplotlib.use("Agg")
 KNOB = rw.KNOB
-R, P, N = verdicts.REPRODUCED, verdicts.PARTLY, verdicts.NOT_REPRODUCED
+R, P, N = core.REPRODUCED, core.PARTLY, core.NOT_REPRODUCED
 PARAMS = dict(n_users=40, history_len=400, n_items=1500, n_authors=150, seed=3)
 
 
@@ -185,7 +186,7 @@ def test_claims_when_learned_retrieval_wins_more_without_category():
     falls = cs["SIM Hard's GSU recall falls from L = 1,000 to 10,000"]
     assert falls.effect == pytest.approx(0.5)
     for c in cs.values():
-        assert c.to_dict()["verdict"] in verdicts.VERDICTS
+        assert c.to_dict()["verdict"] in core.VERDICTS
 
 
 def test_claims_when_the_gap_shrinks_and_sim_hard_wins():

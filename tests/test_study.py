@@ -1,5 +1,5 @@
-"""Aggregation, relative improvements and claim verdicts of twin_study.analysis (sweeps, tables,
-verdicts), on hand-made tables whose answers are known."""
+"""Aggregation, relative improvements and claim verdicts of twin_study.analysis (sweeps, tables)
+and twin_study.claims, on hand-made tables whose answers are known."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twin_study.analysis import sweeps, tables, verdicts
+from twin_study import paper
+from twin_study.analysis import sweeps, tables
+from twin_study.claims import ablations, core, main_results, sequence_length
 from twin_study.models.config import ModelConfig
 from twin_study.results import load_results, save_results
 from twin_study.training.train import TrainConfig
 
-R, P, N = verdicts.REPRODUCED, verdicts.PARTLY, verdicts.NOT_REPRODUCED
+R, P, N = core.REPRODUCED, core.PARTLY, core.NOT_REPRODUCED
 
 
 def runs_table(values: dict[str, list[float]], dataset: str = "synthetic", **tags) -> pd.DataFrame:
@@ -74,7 +76,8 @@ def test_paper_table_reproduces_the_papers_own_relative_numbers():
     rel = tables.paper_relative("SIM Soft").set_index("model")
     assert rel.loc["TWIN", "auc_rel_pct"] == pytest.approx(0.29, abs=0.005)
     assert rel.loc["TWIN", "gauc_rel_pct"] == pytest.approx(0.51, abs=0.005)
-    assert list(sweeps.PAPER_TABLE4["model"]) == list(sweeps.TABLE4_ORDER)
+    assert paper.TWIN_OVER_SIM_SOFT_PCT == {"auc": 0.29, "gauc": 0.51}
+    assert list(sweeps.PAPER_TABLE4["model"]) == list(paper.TABLE4_ORDER)
     # Table 4 is sorted weakest to strongest in both metrics.
     assert sweeps.PAPER_TABLE4["auc"].is_monotonic_increasing
     assert sweeps.PAPER_TABLE4["gauc"].is_monotonic_increasing
@@ -140,7 +143,7 @@ def test_gap_closure_rejects_a_missing_or_unbeatable_baseline():
 )
 def test_claim_at_least_threshold(values, verdict):
     runs = runs_table({"A": values}).rename(columns={"auc": "closure"})
-    c = verdicts.claim_at_least(runs, "A", "closure", 0.6)
+    c = core.claim_at_least(runs, "A", "closure", 0.6)
     assert c.verdict == verdict
     assert c.effect == pytest.approx(np.mean(values) - 0.6)
     assert math.isnan(c.relative_pct)  # a threshold is not a baseline to be relative to
@@ -149,20 +152,20 @@ def test_claim_at_least_threshold(values, verdict):
 def test_gap_closed_claim_reads_twin_closure_against_the_bar():
     runs = sweeps.gap_closure(runs_table({"Avg": [0.6, 0.6, 0.6], "TWIN": [0.75, 0.74, 0.76]}),
                               "Avg", 0.8)  # fmt: skip
-    c = verdicts.claim_gap_closed(runs, "synthetic")
+    c = main_results.claim_gap_closed(runs, "synthetic")
     assert c.claim == "TWIN closes >= 60 % of the Avg-Pooling -> Bayes AUC gap"
     assert c.verdict == R and c.dataset == "synthetic"
     assert c.effect == pytest.approx(0.75 - 0.6)  # closure 0.75 on average
-    assert verdicts.claim_gap_closed(runs, "synthetic", bar=0.8).verdict == N
+    assert main_results.claim_gap_closed(runs, "synthetic", bar=0.8).verdict == N
 
 
 def test_paired_effect_is_per_seed():
     runs = runs_table({"A": [0.70, 0.72, 0.74], "B": [0.60, 0.70, 0.80]})
-    eff = verdicts.paired(runs, [{"model": "A"}], [{"model": "B"}], "gauc")
+    eff = core.paired(runs, [{"model": "A"}], [{"model": "B"}], "gauc")
     assert eff.values == pytest.approx([0.10, 0.02, -0.06])
     assert eff.seeds == [0, 1, 2] and eff.reference == pytest.approx(0.7)
     # LogLoss: lower is better, so the sign is flipped and positive still means "A better".
-    ll = verdicts.paired(runs_table({"A": [0.7], "B": [0.6]}), [{"model": "A"}], [{"model": "B"}],
+    ll = core.paired(runs_table({"A": [0.7], "B": [0.6]}), [{"model": "A"}], [{"model": "B"}],
                       "logloss")  # fmt: skip
     assert ll.values == pytest.approx([0.1])
 
@@ -170,9 +173,9 @@ def test_paired_effect_is_per_seed():
 def test_paired_rejects_ambiguous_or_empty_selections():
     runs = pd.concat([runs_table({"A": [0.7]}, long_len=100), runs_table({"A": [0.8]}, long_len=1)])
     with pytest.raises(ValueError, match="several runs per seed"):
-        verdicts.paired(runs, [{"model": "A"}], [{"model": "A", "long_len": 1}])
+        core.paired(runs, [{"model": "A"}], [{"model": "A", "long_len": 1}])
     with pytest.raises(KeyError, match="no runs match"):
-        verdicts.paired(runs, [{"model": "Z"}], [{"model": "A", "long_len": 1}])
+        core.paired(runs, [{"model": "Z"}], [{"model": "A", "long_len": 1}])
 
 
 @pytest.mark.parametrize(
@@ -186,14 +189,14 @@ def test_paired_rejects_ambiguous_or_empty_selections():
     ],
 )
 def test_claim_better_verdicts(a, b, verdict):
-    c = verdicts.claim_better(runs_table({"A": a, "B": b}), "A", "B", "gauc")
+    c = core.claim_better(runs_table({"A": a, "B": b}), "A", "B", "gauc")
     assert c.verdict == verdict
     assert c.effect == pytest.approx(np.mean(a) - np.mean(b))
     assert c.n_seeds == len(a)
 
 
 def test_claim_better_effect_size_spread_and_relative():
-    c = verdicts.claim_better(runs_table({"A": [0.66, 0.68], "B": [0.60, 0.60]}), "A", "B")
+    c = core.claim_better(runs_table({"A": [0.66, 0.68], "B": [0.60, 0.60]}), "A", "B")
     assert c.effect == pytest.approx(0.07)
     assert c.spread == pytest.approx(np.std([0.06, 0.08], ddof=1))
     assert c.relative_pct == pytest.approx(100 * 0.07 / 0.60)
@@ -202,8 +205,8 @@ def test_claim_better_effect_size_spread_and_relative():
 
 def test_claim_better_min_effect():
     runs = runs_table({"A": [0.701, 0.701, 0.701], "B": [0.700, 0.700, 0.700]})
-    assert verdicts.claim_better(runs, "A", "B").verdict == R
-    assert verdicts.claim_better(runs, "A", "B", min_effect=0.005).verdict == P
+    assert core.claim_better(runs, "A", "B").verdict == R
+    assert core.claim_better(runs, "A", "B", min_effect=0.005).verdict == P
 
 
 @pytest.mark.parametrize(
@@ -213,7 +216,7 @@ def test_claim_better_min_effect():
 )
 def test_claim_similar_verdicts(a, verdict):
     runs = runs_table({"A": a, "B": [0.70, 0.70, 0.70]})
-    assert verdicts.claim_similar(runs, "A", "B", "gauc", tol=0.002).verdict == verdict
+    assert core.claim_similar(runs, "A", "B", "gauc", tol=0.002).verdict == verdict
 
 
 def ordered_summary(values: dict[str, float]) -> pd.DataFrame:
@@ -222,35 +225,35 @@ def ordered_summary(values: dict[str, float]) -> pd.DataFrame:
 
 def test_claim_order_verdicts():
     order = ["H", "C", "S", "T"]
-    good = verdicts.claim_order(ordered_summary({"H": 0.6, "C": 0.61, "S": 0.62, "T": 0.63}), order)
+    good = core.claim_order(ordered_summary({"H": 0.6, "C": 0.61, "S": 0.62, "T": 0.63}), order)
     assert good.verdict == R and good.effect == pytest.approx(1.0)
     assert good.detail.startswith("3/3 adjacent pairs")
-    swap = verdicts.claim_order(ordered_summary({"H": 0.6, "C": 0.62, "S": 0.61, "T": 0.63}), order)
+    swap = core.claim_order(ordered_summary({"H": 0.6, "C": 0.62, "S": 0.61, "T": 0.63}), order)
     # tau > 0, but C and S are swapped by 0.01, far beyond their noise: not partly
     assert swap.verdict == N and 0 < swap.effect < 1 and "C ≥ S" in swap.detail
-    near = verdicts.claim_order(ordered_summary({"H": 0.6, "C": 0.6105, "S": 0.61, "T": 0.63}),
+    near = core.claim_order(ordered_summary({"H": 0.6, "C": 0.6105, "S": 0.61, "T": 0.63}),
                                 order)  # fmt: skip
     assert near.verdict == P  # swapped within the noise
-    rev = verdicts.claim_order(ordered_summary({"H": 0.63, "C": 0.62, "S": 0.61, "T": 0.6}), order)
+    rev = core.claim_order(ordered_summary({"H": 0.63, "C": 0.62, "S": 0.61, "T": 0.6}), order)
     assert rev.verdict == N and rev.effect == pytest.approx(-1.0)
-    part = verdicts.claim_order(ordered_summary({"H": 0.6, "T": 0.63}), order)
+    part = core.claim_order(ordered_summary({"H": 0.6, "T": 0.63}), order)
     assert part.verdict == R and "not run: C, S" in part.detail
 
 
 def test_combine():
     def claim(v):
-        return verdicts.Claim("c", "", v, 0.01, 0.001, 3, "gauc")
+        return core.Claim("c", "", v, 0.01, 0.001, 3, "gauc")
 
-    assert verdicts.combine([claim(R), claim(R)], "all").verdict == R
-    assert verdicts.combine([claim(R), claim(P)], "all").verdict == P
-    assert verdicts.combine([claim(R), claim(N)], "all").verdict == N  # one counter-example
-    assert verdicts.combine([claim(N), claim(N)], "all").verdict == N
+    assert core.combine([claim(R), claim(R)], "all").verdict == R
+    assert core.combine([claim(R), claim(P)], "all").verdict == P
+    assert core.combine([claim(R), claim(N)], "all").verdict == N  # one counter-example
+    assert core.combine([claim(N), claim(N)], "all").verdict == N
     with pytest.raises(ValueError):
-        verdicts.combine([], "none")
+        core.combine([], "none")
 
 
 def test_claim_to_dict_survives_results_json(tmp_path):
-    c = verdicts.claim_better(runs_table({"A": [0.7], "B": [0.6]}), "A", "B")  # spread is NaN
+    c = core.claim_better(runs_table({"A": [0.7], "B": [0.6]}), "A", "B")  # spread is NaN
     save_results(tmp_path, {"claims": [c.to_dict()]})
     (saved,) = load_results(tmp_path)["claims"]
     assert saved["spread"] is None and saved["verdict"] == P
@@ -261,9 +264,10 @@ def test_claim_to_dict_survives_results_json(tmp_path):
 
 def test_table4_claims_when_twin_clearly_wins():
     values = {m: [0.60 + 0.01 * i + d for d in (0.0, 0.001, 0.002)]
-              for i, m in enumerate(sweeps.TABLE4_ORDER)}  # fmt: skip
+              for i, m in enumerate(paper.TABLE4_ORDER)}  # fmt: skip
     runs = runs_table(values)
-    claims = {c.claim: c for c in verdicts.table4_claims(runs, sweeps.summarize(runs), "synthetic")}
+    found = main_results.table4_claims(runs, sweeps.summarize(runs), "synthetic")
+    claims = {c.claim: c for c in found}
     assert claims["TWIN > SIM Soft (GAUC)"].verdict == R
     assert claims["TWIN best (vs strongest baseline, SIM Soft)"].verdict == R
     assert claims["finer retrieval helps (GAUC)"].verdict == R
@@ -273,9 +277,9 @@ def test_table4_claims_when_twin_clearly_wins():
 
 def test_table4_claims_when_twin_loses():
     values = {m: [0.60 + 0.01 * i + d for d in (0.0, 0.001, 0.002)]
-              for i, m in enumerate(reversed(sweeps.TABLE4_ORDER))}  # fmt: skip
+              for i, m in enumerate(reversed(paper.TABLE4_ORDER))}  # fmt: skip
     runs = runs_table(values)
-    claims = verdicts.table4_claims(runs, sweeps.summarize(runs), "synthetic")
+    claims = main_results.table4_claims(runs, sweeps.summarize(runs), "synthetic")
     assert {c.verdict for c in claims} == {N}
     assert all(c.dataset == "synthetic" for c in claims)
 
@@ -287,7 +291,7 @@ def test_length_claims():
                   "SIM Hard": [0.69 + gain + d for d in (0, 0.002, 0.001)],
                   "DIN": [0.68 + d for d in (0, 0.001, 0.002)]}  # fmt: skip
         rows.append(runs_table(values, long_len=L))
-    claims = {c.claim: c for c in verdicts.length_claims(pd.concat(rows), "synthetic")}
+    claims = {c.claim: c for c in sequence_length.length_claims(pd.concat(rows), "synthetic")}
     grows = claims["every model improves with long_len"]
     assert grows.verdict == R and "DIN" not in grows.detail  # DIN reads the same at every L
     assert claims["TWIN's lead widens with long_len"].verdict == R
@@ -303,7 +307,7 @@ def test_ablation_claims_with_timing():
                             "ms_per_1k": base * (1 + 0.01 * r)}
                            for m, base in (("TWIN", 10.0), ("TWIN w/ Raw MHTA", 30.0))
                            for s in range(3) for r in range(3)])  # fmt: skip
-    claims = verdicts.ablation_claims(runs, sweeps.summarize(runs), "synthetic", timing)
+    claims = ablations.ablation_claims(runs, sweeps.summarize(runs), "synthetic", timing)
     got = {c.claim: c.verdict for c in claims}
     assert got["Para-Con helps (TWIN > w/o Para-Con)"] == R
     assert got["structure helps (w/o Para-Con > SIM Soft)"] == R
@@ -332,7 +336,7 @@ def test_check_table_finds_gaps_and_bad_values():
 def test_table4_settings():
     base = ModelConfig(long_len=1000)
     settings = sweeps.table4_settings(base, n_clusters=20, n_clusters_plus=200)
-    assert [s.label for s in settings] == list(sweeps.TABLE4_ORDER)
+    assert [s.label for s in settings] == list(paper.TABLE4_ORDER)
     by = {s.label: s.model for s in settings}
     assert by["SIM Cluster"].n_clusters == 20 and by["SIM Cluster+"].n_clusters == 200
     assert by["TWIN"].long_module == "twin" and by["TWIN"].long_len == 1000

@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 
 from twin_study import report
-from twin_study.analysis import sweeps, verdicts
-from twin_study.analysis.complexity import complexity_claims
+from twin_study.analysis import sweeps
+from twin_study.claims import core, sequence_length
+from twin_study.claims.complexity import complexity_claims
 from twin_study.paths import FIGURES_DIR
 from twin_study.plots.consistency import consistency_claims
 from twin_study.results import load_results, save_results
 
-R, P, N = verdicts.REPRODUCED, verdicts.PARTLY, verdicts.NOT_REPRODUCED
+R, P, N = core.REPRODUCED, core.PARTLY, core.NOT_REPRODUCED
 
 
 def runs_table(values: dict[str, list[float]], dataset: str = "synthetic", **tags) -> pd.DataFrame:
@@ -41,7 +42,7 @@ def test_04_every_length_is_not_reproduced_by_the_longest_alone():
         rows.append(runs_table({"TWIN": [twin, twin + 0.001, twin + 0.002],
                                 "SIM Hard": [hard, hard + 0.001, hard + 0.0015]},
                                long_len=L))  # fmt: skip
-    claims = verdicts.length_claims(pd.concat(rows), "synthetic")
+    claims = sequence_length.length_claims(pd.concat(rows), "synthetic")
     every = [c for c in claims if "every length" in c.statement]
     assert every, "the paper's 'every length' reading is checked"
     assert all(c.verdict == N for c in every), [(c.claim, c.verdict) for c in every]
@@ -57,8 +58,8 @@ def test_01_a_wall_time_saving_short_of_the_claim_is_not_partly():
            "time_speedup_train_batch_at_1e4": 3.97}  # fmt: skip
     flops, wall = complexity_claims(res)
     assert wall["effect"] == pytest.approx(-0.2629) and wall["verdict"] == N
-    assert wall["kind"] == verdicts.STUDY  # the paper claims no wall time
-    assert flops["kind"] == verdicts.CHECK  # analytic, asserted by the notebook
+    assert wall["kind"] == core.STUDY  # the paper claims no wall time
+    assert flops["kind"] == core.CHECK  # analytic, asserted by the notebook
     # a saving that matches, measured once: still no more than partly
     _, once = complexity_claims(res | {"key_side_time_reduction_at_1e4": 0.995})
     assert once["verdict"] == P
@@ -75,7 +76,7 @@ def test_02_one_seed_staleness_and_consistency_are_at_most_partly():
     assert staleness["verdict"] == P and staleness["effect"] == pytest.approx(10.6)
     hard = by["SIM Hard's GSU is far less consistent than TWIN's (40 vs 94)"]
     assert hard["verdict"] == P and hard["effect"] == pytest.approx(81.72)
-    assert all(not verdicts.rule_violations(c) for c in claims)
+    assert all(not core.rule_violations(c) for c in claims)
 
 
 def test_05_about_the_same_needs_the_interval_inside_the_tolerance():
@@ -85,14 +86,14 @@ def test_05_about_the_same_needs_the_interval_inside_the_tolerance():
     diffs = diffs - diffs.mean() - 0.0019716  # the committed mean, a similar spread
     twin = np.array([0.780, 0.782, 0.779])
     runs = runs_table({"TWIN": list(twin), "Raw": list(twin + diffs)})
-    c = verdicts.claim_similar(runs, "Raw", "TWIN", "gauc", tol=0.002)
+    c = core.claim_similar(runs, "Raw", "TWIN", "gauc", tol=0.002)
     assert abs(c.effect) < 0.002 and abs(c.effect) / (c.spread / np.sqrt(3)) > 2
     assert c.verdict == P and "interval [" in c.detail
     # a tight difference well inside the tolerance is reproduced; one wholly outside is not
     near = runs_table({"TWIN": list(twin), "Raw": list(twin + [0.0002, -0.0001, 0.0])})
-    assert verdicts.claim_similar(near, "Raw", "TWIN", tol=0.002).verdict == R
+    assert core.claim_similar(near, "Raw", "TWIN", tol=0.002).verdict == R
     far = runs_table({"TWIN": list(twin), "Raw": list(twin - [0.004, 0.005, 0.0045])})
-    assert verdicts.claim_similar(far, "Raw", "TWIN", tol=0.002).verdict == N
+    assert core.claim_similar(far, "Raw", "TWIN", tol=0.002).verdict == N
 
 
 def test_06_a_deterministic_effect_is_a_check_that_cannot_fail():
@@ -101,16 +102,16 @@ def test_06_a_deterministic_effect_is_a_check_that_cannot_fail():
     runs = runs_table({"SIM Hard": [0.9, 0.9, 0.9]}, long_len=1000)
     runs = pd.concat([runs, runs_table({"SIM Hard": [0.41, 0.41, 0.41]}, long_len=10000)])
     runs = runs.rename(columns={"auc": "recall_gsu"})
-    c = verdicts.claim_better(runs, {"model": "SIM Hard", "long_len": 1000},
+    c = core.claim_better(runs, {"model": "SIM Hard", "long_len": 1000},
                               {"model": "SIM Hard", "long_len": 10000}, "recall_gsu")  # fmt: skip
     assert c.spread == 0.0 and getattr(c, "kind", None) == "check"
     assert "cannot fail" in c.detail
     noisy = runs.assign(recall_gsu=runs.recall_gsu + [0.0, 0.01, 0.02] * 2)
     noisy.loc[noisy.long_len == 1000, "recall_gsu"] += [0.0, 0.005, 0.0]
-    c2 = verdicts.claim_better(noisy, {"model": "SIM Hard", "long_len": 1000},
+    c2 = core.claim_better(noisy, {"model": "SIM Hard", "long_len": 1000},
                                {"model": "SIM Hard", "long_len": 10000}, "recall_gsu",
-                               kind=verdicts.STUDY)  # fmt: skip
-    assert c2.kind == verdicts.STUDY
+                               kind=core.STUDY)  # fmt: skip
+    assert c2.kind == core.STUDY
 
 
 def ordered(means: dict[str, float], noise=(0.0, 0.001, 0.002)) -> pd.DataFrame:
@@ -125,55 +126,55 @@ def test_an_ordering_with_a_pair_swapped_beyond_noise_is_not_partly():
                    noise=(0.0, 0.0015, 0.003))  # fmt: skip
     runs.loc[(runs.model == "C") & (runs.seed == 1), ["auc", "gauc"]] += 0.001
     summary = sweeps.summarize(runs)
-    c = verdicts.claim_order(summary, order)  # from the summary: unpaired s.e.
+    c = core.claim_order(summary, order)  # from the summary: unpaired s.e.
     assert c.effect > 0 and c.verdict == N and "H ≥ C" in c.detail
-    assert verdicts.claim_order(summary, order, runs=runs).verdict == N  # paired by seed
+    assert core.claim_order(summary, order, runs=runs).verdict == N  # paired by seed
     # a neighbour swapped within the noise (paired per seed) is still partly
     close = ordered({"H": 0.811, "C": 0.8105, "C+": 0.818, "S": 0.821, "T": 0.825})
     close.loc[(close.model == "C") & (close.seed == 2), ["auc", "gauc"]] += 0.0012
-    got = verdicts.claim_order(sweeps.summarize(close), order, runs=close)
+    got = core.claim_order(sweeps.summarize(close), order, runs=close)
     assert got.verdict == P
     # every pair in order but one within the noise: not (yet) reproduced
     tight = ordered({"H": 0.80, "C": 0.81, "C+": 0.8101, "S": 0.82, "T": 0.83})
     tight.loc[(tight.model == "C+") & (tight.seed == 1), ["auc", "gauc"]] -= 0.0005
-    assert verdicts.claim_order(sweeps.summarize(tight), order, runs=tight).verdict == P
+    assert core.claim_order(sweeps.summarize(tight), order, runs=tight).verdict == P
 
 
 def test_one_seed_is_at_best_partly_everywhere():
     one = runs_table({"A": [0.70], "B": [0.60], "C": [0.50]})
     s = sweeps.summarize(one)
-    assert verdicts.claim_better(one, "A", "B").verdict == P
-    assert verdicts.claim_similar(runs_table({"A": [0.7001], "B": [0.70]}), "A", "B").verdict == P
-    assert verdicts.claim_order(s, ["C", "B", "A"]).verdict == P
-    assert verdicts.claim_order(s, ["A", "B", "C"]).verdict == N
+    assert core.claim_better(one, "A", "B").verdict == P
+    assert core.claim_similar(runs_table({"A": [0.7001], "B": [0.70]}), "A", "B").verdict == P
+    assert core.claim_order(s, ["C", "B", "A"]).verdict == P
+    assert core.claim_order(s, ["A", "B", "C"]).verdict == N
     at_least = one.rename(columns={"auc": "closure"})
-    assert verdicts.claim_at_least(at_least, "A", "closure", 0.1).verdict == P
-    parts = [verdicts.claim_better(one, "A", "B"), verdicts.claim_better(one, "B", "C")]
-    assert verdicts.combine(parts, "all").verdict == P
-    assert verdicts.at_most_partly(R, 1) == P and verdicts.at_most_partly(R, 2) == R
+    assert core.claim_at_least(at_least, "A", "closure", 0.1).verdict == P
+    parts = [core.claim_better(one, "A", "B"), core.claim_better(one, "B", "C")]
+    assert core.combine(parts, "all").verdict == P
+    assert core.at_most_partly(R, 1) == P and core.at_most_partly(R, 2) == R
 
 
 def test_an_every_claim_is_not_reproduced_by_one_counterexample():
     def claim(v, effect=0.01):
-        return verdicts.Claim("c", "", v, effect, 0.001, 3, "gauc")
+        return core.Claim("c", "", v, effect, 0.001, 3, "gauc")
 
-    assert verdicts.combine([claim(R), claim(N, -0.01)], "all").verdict == N
-    assert verdicts.combine([claim(R), claim(P)], "all").verdict == P
-    assert verdicts.combine([claim(R), claim(R)], "all").verdict == R
+    assert core.combine([claim(R), claim(N, -0.01)], "all").verdict == N
+    assert core.combine([claim(R), claim(P)], "all").verdict == P
+    assert core.combine([claim(R), claim(R)], "all").verdict == R
 
 
 def test_rule_violations_names_each_broken_rule():
-    ok = verdicts.claim_better(runs_table({"A": [0.7, 0.71, 0.72], "B": [0.6, 0.6, 0.6]}), "A", "B")
-    assert verdicts.rule_violations(ok) == []
+    ok = core.claim_better(runs_table({"A": [0.7, 0.71, 0.72], "B": [0.6, 0.6, 0.6]}), "A", "B")
+    assert core.rule_violations(ok) == []
     bad = ok.to_dict() | {"n_seeds": 1}
-    assert "one seed is at best partly" in verdicts.rule_violations(bad)[0]
+    assert "one seed is at best partly" in core.rule_violations(bad)[0]
     wrong = ok.to_dict() | {"verdict": P, "effect": -0.263}
-    assert "wrong sign" in verdicts.rule_violations(wrong)[0]
-    assert verdicts.rule_violations(ok.to_dict() | {"kind": "mine"})
-    assert "judged by rules 1" in verdicts.rule_violations(
+    assert "wrong sign" in core.rule_violations(wrong)[0]
+    assert core.rule_violations(ok.to_dict() | {"kind": "mine"})
+    assert "judged by rules 1" in core.rule_violations(
         {k: v for k, v in ok.to_dict().items() if k != "rules"})[0]  # fmt: skip
     with pytest.raises(ValueError, match="kind"):
-        verdicts.Claim("c", "", R, 0.1, 0.0, 3, "gauc", kind="mine")
+        core.Claim("c", "", R, 0.1, 0.0, 3, "gauc", kind="mine")
 
 
 # --- the tally ---------------------------------------------------------------------------------
@@ -250,7 +251,7 @@ def test_reclaim_rebuilds_claims_from_the_committed_runs(old_figures: Path):
     assert names["TWIN leads at every long_len (vs the best other model at each)"]["verdict"] == N
     assert res["models"] == ["TWIN", "SIM Hard"]  # the rest of results.json is untouched
     assert "recomputed from the committed runs.csv" in res["claims_source"]["note"]
-    assert all(not verdicts.rule_violations(c) for c in res["claims"])
+    assert all(not core.rule_violations(c) for c in res["claims"])
     # idempotent: a second pass changes nothing, and --check says so
     before = (old_figures / "04_sequence_length" / "results.json").read_bytes()
     assert reclaim.reclaim(old_figures) == [] and reclaim.reclaim(old_figures, check=True) == []
@@ -279,7 +280,7 @@ def test_reclaim_keeps_and_judges_again_what_it_cannot_rebuild(tmp_path: Path):
     pd.DataFrame(rows).to_csv(folder / "runs.csv", index=False)
     new = reclaim.reclaim_results(folder, res)
     kept = next(c for c in new["claims"] if c["claim"] == budget["claim"])
-    assert kept["verdict"] == P and kept["kind"] == verdicts.STUDY
+    assert kept["verdict"] == P and kept["kind"] == core.STUDY
     assert new["claims_source"]["kept"] == [budget["claim"]]
 
 
@@ -301,7 +302,7 @@ def test_committed_claims_obey_the_rules_and_are_current(tmp_path: Path):
     for path in sorted(FIGURES_DIR.glob("*/results.json")):
         for c in json.loads(path.read_text()).get("claims") or []:
             found += 1
-            assert not verdicts.rule_violations(c), (path.parent.name, c["claim"])
+            assert not core.rule_violations(c), (path.parent.name, c["claim"])
     assert found
     copy = tmp_path / "figures"
     shutil.copytree(FIGURES_DIR, copy, ignore=shutil.ignore_patterns("*.png"))

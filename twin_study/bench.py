@@ -139,6 +139,8 @@ def main(args: argparse.Namespace) -> int:
     # lazy: the CLI imports this module to parse `bench`; parsing must not import torch
     from twin_study import runtime
     from twin_study.analysis import complexity as cx
+    from twin_study.analysis import cost_model as cm
+    from twin_study.analysis import timing
     from twin_study.models import LONG_MODULES
 
     if args.train_batch < 0:
@@ -151,16 +153,16 @@ def main(args: argparse.Namespace) -> int:
               f"{sorted(LONG_MODULES)}", file=sys.stderr)  # fmt: skip
         return 2
     try:
-        device = cx.resolve_device(args.device)
+        device = timing.resolve_device(args.device)
     except ValueError as exc:
         print(f"twin-study bench: error: {exc}", file=sys.stderr)
         return 2
     runtime.configure(args.threads)
     models = cx.build_models(heads=args.heads, d_k=args.d_k, device=device)
-    env = cx.environment()
+    env = timing.environment()
     print(f"CP-GSU scoring, raw MHTA vs TWIN on {device} (torch {env['torch']}, "
           f"{env['threads']} threads, load {env['load_1min']:.1f}); "
-          f"median of {args.repeats}; dims {cx.dims_dict(cx.Dims.of(models['twin']))}")  # fmt: skip
+          f"median of {args.repeats}; dims {cm.dims_dict(cm.Dims.of(models['twin']))}")  # fmt: skip
     scoring = cx.measure_scoring(models, args.L, args.candidates, train_batch=args.train_batch,
                                  repeats=args.repeats, memory=not args.no_memory)  # fmt: skip
     print(cx.format_side_by_side(cx.side_by_side(scoring)))

@@ -1,169 +1,44 @@
-"""What TWIN's feature split saves in CP-GSU scoring: analytic counts and measurements.
+"""What TWIN's feature split saves in CP-GSU scoring: the measurements.
 
-Raw MHTA scores a request's L behaviours by projecting their full features [K_h, K_c]
-(H + C wide) into heads x d_k keys: L (H + C) heads d_k multiply-adds, all of it per request.
-TWIN (Eq. 4-6) reads K_h W^h from the item cache (a gather of L x heads x d_k floats), adds J
-scalar cross biases per behaviour and head from per-code tables, and keeps only the dot with
-the candidates' queries. This module
+The analytic counts (FLOPs and compulsory bytes, by hand) are in ``analysis.cost_model``; the
+timers and the peak-memory probe in ``analysis.timing``. This module
 
-* re-derives both costs by hand (FLOPs and the bytes a call must move) in ``analytic_cost``,
-  next to the model's own ``TwinAttention.scoring_flops`` and ``torch.utils.flop_counter``;
+* checks the hand-derived counts against the model's own ``TwinAttention.scoring_flops`` and
+  ``torch.utils.flop_counter`` on the package's real code paths (``counter_check``);
 * times the package's real code paths (``live_scores`` of a raw-MHTA model vs
   ``CpGSU.scores`` reading the cache), the key side alone, and a whole ``CTRModel`` forward
   split into its stages; measures peak memory and this machine's matmul / memory roofs;
-* runs TWIN training steps in a subprocess for an honest peak RSS (``train_probe``).
+* TWIN training steps in a subprocess, for an honest peak RSS, are ``analysis.throughput``'s
+  (``train_probe``).
 
-Conventions: FLOPs count a multiply-add as 2 (as ``FlopCounterMode`` does); "matmul FLOPs" are
-the ones ``FlopCounterMode`` sees (mm/bmm), "other FLOPs" the element-wise adds it ignores;
-gathers move bytes and count no FLOPs. Bytes are the compulsory traffic of a call (inputs read
-once, the score tensor written once, fp32 values and int64 codes), not what the implementation's
-temporaries add. Peak memory is the peak of tensor bytes allocated during a call above what was
-allocated before it: ``torch.cuda.max_memory_allocated`` on a GPU and the same quantity on the
-CPU from the profiler's allocation events (``peak_allocated``).
+Conventions of the counts: see ``analysis.cost_model``; of peak memory: ``analysis.timing``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from functools import partial
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..data import SyntheticConfig, generate
 from ..data.batching import Batch
-from ..models.attention import TwinAttention
 from ..models.config import ModelConfig
 from ..models.ctr import CTRModel, build_model
 from ..models.gsu import live_scores
-from .verdicts import RULES_VERSION
+from .cost_model import F32, I64, METHODS, Dims, analytic_cost, model_flops
+from .timing import peak_allocated, sync, time_calls
 
-F32, I64 = 4, 8  # bytes per value and per code
-METHODS = ("raw", "twin")  # raw MHTA (no split, no cache) and TWIN (split + item cache)
 LONG_MODULE = {"raw": "twin_raw", "twin": "twin"}
 
 
-# ------------------------------------------------------------------------------ analytic
-
-
-@dataclass(frozen=True)
-class Dims:
-    """The sizes that set the cost of scoring. Defaults: the synthetic data set's features."""
-
-    H: int = 144  # K_h width: item id 64 + author 64 + category 8 + duration 8
-    vocab: tuple[int, ...] = (10, 2, 16)  # codes per cross feature (play ratio, liked, time gap)
-    cross_dim: int = 8  # embedding size of a cross feature (paper: 8)
-    heads: int = 4
-    d_k: int = 16
-    item_codes: int = 3  # item-table features looked up besides the id (author, category, ...)
-
-    @property
-    def J(self) -> int:
-        return len(self.vocab)
-
-    @property
-    def C(self) -> int:
-        return self.J * self.cross_dim
-
-    @property
-    def hd(self) -> int:
-        return self.heads * self.d_k
-
-    @classmethod
-    def of(cls, model: CTRModel) -> Dims:
-        e = model.emb
-        return cls(H=e.H, vocab=tuple(m.num_embeddings for m in e.cross_emb),
-                   cross_dim=e.cross_dim, heads=model.cfg.heads, d_k=model.cfg.d_k,
-                   item_codes=len(e.item_feature_names))  # fmt: skip
-
-
-def analytic_cost(method: str, L: int, B: int, dims: Dims, R: int = 1) -> dict[str, int]:
-    """FLOPs and compulsory bytes of scoring R requests of L behaviours against B candidates
-    in all (spread evenly over the requests), derived by hand.
-
-    raw:  query B H hd, keys R L (H + C) hd, dot B L hd (multiply-adds);
-          reads ids and item codes, K_h and K_c embeddings, W^k; writes B heads L scores.
-    twin: query B H hd, tables sum(vocab) cross_dim heads, dot B L hd (multiply-adds);
-          adds: heads (sum(vocab) [beta] + R L (J - 1) [sum of J lookups] + B L [into scores]);
-          reads ids, cache rows (L hd floats), cross codes, J lookups per head; writes scores.
-    """
-    d, hd = dims, dims.hd
-    mm = {"query": 2 * B * d.H * hd, "keys": 0, "tables": 0, "dot": 2 * B * L * hd}
-    other = 0
-    rows = R * L
-    nbytes = {"ids": rows * I64, "query": B * (1 + d.item_codes) * I64 + B * d.H * F32,
-              "weights": d.H * hd * F32, "scores": B * d.heads * L * F32}  # fmt: skip
-    if method == "raw":
-        mm["keys"] = 2 * rows * (d.H + d.C) * hd
-        nbytes["weights"] += (d.H + d.C) * hd * F32
-        nbytes["keys"] = rows * (d.item_codes * I64 + d.H * F32 + d.J * I64 + d.C * F32)
-    elif method == "twin":
-        mm["tables"] = 2 * sum(d.vocab) * d.cross_dim * d.heads
-        other = d.heads * (sum(d.vocab) + rows * (d.J - 1) + B * L)
-        nbytes["keys"] = rows * (hd * F32 + d.J * I64 + d.J * d.heads * F32)
-        nbytes["weights"] += sum(d.vocab) * d.cross_dim * F32 + d.J * d.cross_dim * d.heads * F32
-    else:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    flops_mm = sum(mm.values())
-    return {
-        **{f"flops_{k}": v for k, v in mm.items()},
-        "flops_matmul": flops_mm,
-        "flops_other": other,
-        "flops": flops_mm + other,
-        "key_side_flops": flops_mm + other - mm["query"],  # all but the candidates' W^q
-        "bytes": sum(nbytes.values()),
-    }
-
-
-def cost_table(L_values: Sequence[int], B_values: Sequence[int], dims: Dims) -> pd.DataFrame:
-    """``analytic_cost`` of one request for every (L, B, method), with per-behaviour costs,
-    arithmetic intensity and TWIN's reduction of the key side."""
-    rows = []
-    for L in L_values:
-        for B in B_values:
-            for m in METHODS:
-                c = analytic_cost(m, L, B, dims)
-                rows.append({"L": L, "B": B, "method": m, **c,
-                             "key_side_flops_per_behaviour": c["key_side_flops"] / L,
-                             "intensity": c["flops"] / c["bytes"]})  # fmt: skip
-    df = pd.DataFrame(rows)
-    raw = df[df.method == "raw"][["L", "B", "key_side_flops"]]
-    raw = df[["L", "B"]].merge(raw, on=["L", "B"], how="left")["key_side_flops"].to_numpy()
-    df["key_side_reduction"] = 1 - df["key_side_flops"] / raw
-    return df
-
-
-def paper_claim(dims: Dims, L: int = 10_000, B_values: Sequence[int] = (1, 100, 1000)) -> dict:
-    """The paper's "-99.3 %" in FLOPs, our way, with what is compared to what.
-
-    ``projection``: the projection of L rows of K_h (raw: of [K_h, K_c]) against what replaces it
-    in TWIN (a gather: no FLOPs) -> 100 % by construction. ``key_side``: everything scoring does
-    per request except the candidates' own W^q (raw: projection + dot; TWIN: cross tables, bias
-    adds + dot), for B candidates; the dot is the same in both, so the cut shrinks as B grows.
-    """
-    raw, twin = (analytic_cost(m, L, 1, dims) for m in METHODS)
-    out = {"L": L, "projection_raw_flops": raw["flops_keys"],
-           "projection_twin_flops": twin["flops_keys"],
-           "projection_reduction": 1 - twin["flops_keys"] / raw["flops_keys"],
-           "twin_gather_bytes": L * dims.hd * F32}  # fmt: skip
-    for B in B_values:
-        r, t = analytic_cost("raw", L, B, dims), analytic_cost("twin", L, B, dims)
-        out[f"key_side_reduction_B{B}"] = 1 - t["key_side_flops"] / r["key_side_flops"]
-    return out
-
-
-def model_flops(att: TwinAttention, L: int, B: int, vocab: Sequence[int]) -> dict[str, int]:
-    """The model's own count (``TwinAttention.scoring_flops``), split as FlopCounterMode sees it."""
-    f = att.scoring_flops(L, B, vocab)
-    return {"matmul": f["query"] + f["keys"] + f["tables"] + f["dot"], "other": f["bias"]}
+# ------------------------------------------------------------------------------ counting
 
 
 def counted_flops(fn: Callable[[], object]) -> int:
@@ -209,17 +84,6 @@ def counter_check(models: dict[str, CTRModel], L: int, B: int, seed: int = 0) ->
 
 
 # ------------------------------------------------------------------------------ set-up
-
-
-def resolve_device(device: str) -> torch.device:
-    """``cpu``, ``cuda`` (an error without a GPU) or ``auto`` (cuda when available)."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda or auto")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but torch sees no GPU; use cpu or auto")
-    return torch.device(device)
 
 
 def build_models(
@@ -275,70 +139,6 @@ def random_batch(model: CTRModel, L: int, B: int, R: int = 1, seed: int = 0) -> 
 
 
 # ------------------------------------------------------------------------------ measuring
-
-
-def sync(device: torch.device) -> None:
-    """Wait for ``device``'s queued work (CUDA); a no-op on CPU. Timers call it around a step."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_calls(
-    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int = 1
-) -> dict[str, list[float]]:
-    """Seconds per call of each function, repeats interleaved (raw, twin, raw, twin, ...) so
-    that load from other processes hits both alike; ``warmup`` untimed calls first."""
-    out: dict[str, list[float]] = {k: [] for k in fns}
-    with torch.no_grad():
-        for _ in range(warmup):
-            for fn in fns.values():
-                fn()
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                sync(device)
-                t0 = time.perf_counter()
-                fn()
-                sync(device)
-                out[name].append(time.perf_counter() - t0)
-    return out
-
-
-def peak_allocated(fn: Callable[[], object], device: torch.device) -> int:
-    """Peak bytes of tensors allocated while ``fn()`` runs, above what was allocated before
-    (its result included while it is alive).
-
-    GPU: ``torch.cuda.max_memory_allocated`` after a reset. CPU: the same quantity from the
-    profiler's allocation events (every allocation and free of torch's CPU allocator, in order):
-    the running sum's maximum. Python objects and the allocator's free lists are not counted.
-    """
-    with torch.no_grad():
-        if device.type == "cuda":
-            sync(device)
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
-            out = fn()
-            sync(device)
-            peak = torch.cuda.max_memory_allocated(device) - base
-            del out
-            return int(peak)
-        from torch._C._profiler import _EventType  # lazy: torch's private API, profiler only
-
-        os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # no start/stop line per profile
-
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            out = fn()
-        del out
-    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        if node.tag == _EventType.Allocation:
-            events.append((node.start_time_ns, node.extra_fields.alloc_size))
-        stack.extend(node.children)
-    cur = peak = 0
-    for _, size in sorted(events):
-        cur += size
-        peak = max(peak, cur)
-    return int(peak)
 
 
 def machine_peaks(device: torch.device, repeats: int = 5, n: int = 2048, mbytes: int = 128) -> dict:
@@ -628,57 +428,3 @@ def L_tag(L: int) -> str:
     """10000 -> "1e4" (powers of ten), other lengths as they are: keys of results.json."""
     e = len(str(int(L))) - 1
     return f"1e{e}" if 10**e == L else str(int(L))
-
-
-def environment() -> dict:
-    """What the timings depend on: torch version, threads, CPU count and load."""
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "load_1min": load[0], "cuda": gpu}  # fmt: skip
-
-
-def dims_dict(dims: Dims) -> dict:
-    return {**asdict(dims), "J": dims.J, "C": dims.C}
-
-
-def complexity_claims(results: dict) -> list[dict]:
-    """The paper's cost claim (C3) as verdicts, in the format ``twin-study report`` reads.
-
-    The paper: the split cuts "the linear projection of K_h with 10^4 rows" by 99.3 %. It gives
-    no time or FLOP breakdown, so FLOPs are checked against 99 %, and wall time (which the
-    paper does not claim) is reported as the practical reading of the same claim.
-
-    The FLOP count is arithmetic on the design (the K_h projection is cached, so it is 100 %
-    gone), and the notebook asserts it: a check that cannot fail, kept out of the tally. Wall
-    time is this study's own question, one measurement: at best *partly* (one run, no spread),
-    and a saving short of the claimed 99.3 % is *not reproduced*, never *partly* (its effect,
-    measured against 99.3 %, has the wrong sign)."""
-    flops = results["flop_reduction_at_1e4"]
-    time_red = results.get("key_side_time_reduction_at_1e4")
-    claims = [{
-        "claim": "the feature split cuts the K_h projection cost by 99.3 % at L = 10^4 (FLOPs)",
-        "dataset": "-", "n_seeds": 1, "spread": None, "kind": "check", "rule": "better",
-        "rules": RULES_VERSION,
-        "effect": flops - 0.993,
-        "verdict": "reproduced" if flops >= 0.99 else "not reproduced",
-        "detail": f"key-side FLOPs −{100 * flops:.2f} % for one candidate; the projection "
-                  f"itself −{100 * results['projection_flop_reduction_at_1e4']:.0f} % (cached); "
-                  "analytic, from the design (the notebook asserts it): a check that cannot "
-                  "fail, not counted",
-    }]  # fmt: skip
-    if time_red is not None:
-        effect = time_red - 0.993
-        claims.append({
-            "claim": "… and the same saving in wall time (not claimed by the paper)",
-            "dataset": "-", "n_seeds": 1, "spread": None, "kind": "study", "rule": "better",
-            "rules": RULES_VERSION,
-            "effect": effect,
-            # One timing run: no spread, so at best "partly"; short of 99.3 %: not reproduced.
-            "verdict": "partly" if effect > 0 else "not reproduced",
-            "detail": f"key-side time −{100 * time_red:.1f} % per request (B = 1), "
-                      f"{results['time_speedup_at_1e4']:.2f}× faster; a training batch "
-                      f"{results.get('time_speedup_train_batch_at_1e4', float('nan')):.2f}×; "
-                      "effect = measured saving − 99.3 %",
-        })  # fmt: skip
-    return claims

@@ -16,7 +16,7 @@ the training samples twice, once in each model, where TWIN has seen them once. H
   With the study's one-epoch budget that is exactly the auxiliary model's plus w/o
   Para-Con's samples; ``matched`` checks it per seed from the samples actually seen;
 * ``equal_compute_claim``: the paper's "Para-Con helps" read at equal compute, paired by seed
-  (``verdicts.claim_better``), beside the equal-samples claim of ``verdicts.ablation_claims``;
+  (``core.claim_better``), beside the equal-samples claim of ``claims.ablations.ablation_claims``;
 * ``effects``: the three paired differences a reader needs (TWIN at equal samples and at equal
   compute against w/o Para-Con, and what the extra pass bought TWIN itself).
 """
@@ -28,9 +28,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..claims import core
 from ..training import experiment
 from ..training.experiment import prerequisites
-from . import verdicts
 from .sweeps import Setting, label_of
 from .tables import finite_or_none, fmt_mean_std
 
@@ -168,7 +168,7 @@ def effects(
         if not {plus, minus} <= have:
             continue
         for m in metrics:
-            eff = verdicts.paired(runs, [{"model": plus}], [{"model": minus}], m)
+            eff = core.paired(runs, [{"model": plus}], [{"model": minus}], m)
             t = eff.mean / eff.se if eff.se > 0 else float("nan")  # NaN se: one seed
             rows.append({"dataset": dataset, "comparison": name, "metric": m,
                          "effect": eff.mean, "se": eff.se, "t": t, "n_seeds": eff.n})  # fmt: skip
@@ -178,18 +178,18 @@ def effects(
 
 def equal_compute_claim(
     runs: pd.DataFrame, dataset: str, metric: str = "gauc", z: float = 2.0
-) -> verdicts.Claim:
+) -> core.Claim:
     """The paper's "Para-Con helps" at equal compute: TWIN trained on as many samples as the
     auxiliary TWIN and w/o Para-Con together beats w/o Para-Con, paired by seed (the
-    verdict rule of ``verdicts.claim_better``). ``runs``: sweep rows holding ``EQUAL`` and
+    verdict rule of ``core.claim_better``). ``runs``: sweep rows holding ``EQUAL`` and
     w/o Para-Con.
 
     A question of this study (kind ``study``), not a second paper claim: the paper compares
-    at equal samples per model, which ``verdicts.ablation_claims``' "Para-Con helps" reads
+    at equal samples per model, which ``claims.ablations.ablation_claims``' "Para-Con helps" reads
     and the tally counts once."""
-    return verdicts.claim_better(runs[runs["dataset"] == dataset], EQUAL, NO_PARACON, metric,
+    return core.claim_better(runs[runs["dataset"] == dataset], EQUAL, NO_PARACON, metric,
                                  claim=CLAIM, statement=STATEMENT, z=z, dataset=dataset,
-                                 kind=verdicts.STUDY)  # fmt: skip
+                                 kind=core.STUDY)  # fmt: skip
 
 
 def table(cost: pd.DataFrame, runs: pd.DataFrame, dataset: str) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """``twin-study reclaim``: the committed claims judged again by the current verdict rules.
 
 The claims in ``figures/<notebook>/results.json`` were computed by the rules in force when the
-notebook ran. When the rules change (``verdicts``: one seed at best *partly*, equivalence for
+notebook ran. When the rules change (``claims.core``: one seed at best *partly*, equivalence for
 "about the same", stricter orderings and "every" claims, kinds), rerunning the paper profile
 to refresh them costs hours of training. Every number the claims need is committed, though:
 the per-seed rows (``runs.csv``) and the measured values in results.json. This module
@@ -13,7 +13,7 @@ A stored claim the files cannot rebuild (05's inference time: its per-seed timin
 committed; 06's data-budget claims: their per-seed curve readings are not either) is kept
 and judged again from its stored effect, spread and seed count by the current "better"
 rule, and listed under ``claims_source["kept"]``. Only results.json whose claims an older
-version of the rules judged (``verdicts.RULES_VERSION``, stored in every claim) are rebuilt: a
+version of the rules judged (``core.RULES_VERSION``, stored in every claim) are rebuilt: a
 notebook rerun on the current code writes current claims (and no ``claims_source``), which
 this command leaves alone.
 """
@@ -32,9 +32,10 @@ import pandas as pd
 from twin_study import paths
 from twin_study.results import RESULTS_NAME, load_results, save_results
 
-from . import retrieval_wins, sweeps, verdicts
-from .complexity import complexity_claims
-from .consistency_verdicts import consistency_claims
+from ..claims import ablations, core, main_results, sequence_length
+from ..claims.complexity import complexity_claims
+from ..claims.consistency import consistency_claims
+from . import retrieval_wins, sweeps
 
 Z = 2.0  # the paper profile's z in every notebook
 SIMILAR_TOL = 0.002  # notebook 05's similar_tol in the paper profile
@@ -46,7 +47,7 @@ def _runs(folder: Path) -> pd.DataFrame:
     return pd.read_csv(folder / "runs.csv")
 
 
-def _dicts(claims: list[verdicts.Claim]) -> Claims:
+def _dicts(claims: list[core.Claim]) -> Claims:
     return [c.to_dict() for c in claims]
 
 
@@ -72,7 +73,7 @@ def _table4(folder: Path, res: dict) -> tuple[Claims, list[str]]:
     runs = _runs(folder)
     summary = sweeps.summarize(runs)
     names = list(dict.fromkeys(runs["dataset"]))
-    claims = [c for n in names for c in verdicts.table4_claims(runs, summary, n, z=Z)]
+    claims = [c for n in names for c in main_results.table4_claims(runs, summary, n, z=Z)]
     bayes = res.get("bayes_auc")
     bayes = bayes if isinstance(bayes, dict) else {names[0]: bayes}
     for name, b in bayes.items():
@@ -80,9 +81,9 @@ def _table4(folder: Path, res: dict) -> tuple[Claims, list[str]]:
         if b is None or "TWIN" not in set(sel["model"]):
             continue
         closed = sweeps.gap_closure(sel, res.get("baseline", "Avg-Pooling"), float(b))
-        claims.append(verdicts.claim_gap_closed(closed, name, z=Z))
+        claims.append(main_results.claim_gap_closed(closed, name, z=Z))
     if "ordering_holds" in res:  # derived from the claims: keep it in step
-        res["ordering_holds"] = {c.dataset: c.verdict == verdicts.REPRODUCED for c in claims
+        res["ordering_holds"] = {c.dataset: c.verdict == core.REPRODUCED for c in claims
                                  if c.claim.startswith("Table 4 order")}  # fmt: skip
     return _dicts(claims), ["runs.csv", RESULTS_NAME]
 
@@ -90,7 +91,8 @@ def _table4(folder: Path, res: dict) -> tuple[Claims, list[str]]:
 def _lengths(folder: Path, res: dict) -> tuple[Claims, list[str]]:
     runs = _runs(folder)
     names = list(dict.fromkeys(runs["dataset"]))
-    return _dicts([c for n in names for c in verdicts.length_claims(runs, n, z=Z)]), ["runs.csv"]
+    claims = [c for n in names for c in sequence_length.length_claims(runs, n, z=Z)]
+    return _dicts(claims), ["runs.csv"]
 
 
 def _ablations(folder: Path, res: dict) -> tuple[Claims, list[str]]:
@@ -98,7 +100,7 @@ def _ablations(folder: Path, res: dict) -> tuple[Claims, list[str]]:
     summary = sweeps.summarize(runs)
     names = list(dict.fromkeys(runs["dataset"]))
     claims = [c for n in names  # no timing: its per-seed rows are not committed
-              for c in verdicts.ablation_claims(runs, summary, n, None, SIMILAR_TOL, z=Z)]
+              for c in ablations.ablation_claims(runs, summary, n, None, SIMILAR_TOL, z=Z)]
     return _dicts(claims), ["runs.csv"]
 
 
@@ -116,16 +118,16 @@ def _never(c: dict) -> bool:
 # current rules (04's "TWIN best at L = 10^4" by "TWIN leads at every length").
 RECIPES: dict[str, tuple[Callable[[Path, dict], tuple[Claims, list[str]]],
                          Callable[[dict], bool], str]] = {
-    "01_complexity": (_complexity, _never, verdicts.STUDY),
-    "02_consistency": (_consistency, _never, verdicts.PAPER),
-    "03_main_results": (_table4, _never, verdicts.PAPER),
-    "04_sequence_length": (_lengths, _never, verdicts.PAPER),
+    "01_complexity": (_complexity, _never, core.STUDY),
+    "02_consistency": (_consistency, _never, core.PAPER),
+    "03_main_results": (_table4, _never, core.PAPER),
+    "04_sequence_length": (_lengths, _never, core.PAPER),
     # per-seed inference timings are not committed (only each model's median)
-    "05_ablations": (_ablations, lambda c: c.get("metric") == "ms_per_1k", verdicts.PAPER),
+    "05_ablations": (_ablations, lambda c: c.get("metric") == "ms_per_1k", core.PAPER),
     # the data-budget runs' per-seed curve readings are not committed (only summaries)
     "06_retrieval": (_retrieval, lambda c: c.get("metric") in ("valid_auc_gain", "auc")
-                     and "samples" in str(c.get("claim", "")), verdicts.STUDY),
-    "07_plateau": (_table4, _never, verdicts.PAPER),
+                     and "samples" in str(c.get("claim", "")), core.STUDY),
+    "07_plateau": (_table4, _never, core.PAPER),
 }  # fmt: skip
 
 
@@ -133,23 +135,23 @@ def rejudge(stored: dict[str, Any], kind: str, z: float = Z) -> dict[str, Any] |
     """A stored "better" claim (a paired effect against zero by the s.e. rule) judged again
     from its effect, spread and seed count; None for any other rule (it cannot be)."""
     detail = str(stored.get("detail", ""))
-    rule = stored.get("rule") or (verdicts.BETTER if "s.e. rule" in detail else "")
-    if rule != verdicts.BETTER or stored.get("effect") is None:
+    rule = stored.get("rule") or (core.BETTER if "s.e. rule" in detail else "")
+    if rule != core.BETTER or stored.get("effect") is None:
         return None
     n = int(stored.get("n_seeds") or 0)
     std = stored.get("spread")
     se = float(std) / math.sqrt(n) if std is not None and n >= 2 else float("nan")
-    out = dict(stored, rule=rule, kind=stored.get("kind") or kind, rules=verdicts.RULES_VERSION)
-    out["verdict"] = verdicts.better_from_stats(float(stored["effect"]), se, n, z)
+    out = dict(stored, rule=rule, kind=stored.get("kind") or kind, rules=core.RULES_VERSION)
+    out["verdict"] = core.better_from_stats(float(stored["effect"]), se, n, z)
     if n >= 2 and std == 0.0:
-        out["kind"] = verdicts.CHECK  # deterministic, as ``verdicts.Claim.of`` marks it
+        out["kind"] = core.CHECK  # deterministic, as ``core.Claim.of`` marks it
     return out
 
 
 def current(res: dict[str, Any]) -> bool:
-    """Every claim of ``res`` was judged by the current rules (``verdicts.RULES_VERSION``):
+    """Every claim of ``res`` was judged by the current rules (``core.RULES_VERSION``):
     a notebook run on this code, or an earlier reclaim."""
-    return all(c.get("rules") == verdicts.RULES_VERSION for c in res.get("claims") or [])
+    return all(c.get("rules") == core.RULES_VERSION for c in res.get("claims") or [])
 
 
 def reclaim_results(folder: Path, res: dict[str, Any]) -> dict[str, Any] | None:
@@ -178,7 +180,7 @@ def reclaim_results(folder: Path, res: dict[str, Any]) -> dict[str, Any] | None:
         else:
             lost.append(old["claim"])
     for c in claims:
-        bad = verdicts.rule_violations(c)
+        bad = core.rule_violations(c)
         if bad:
             raise AssertionError(f"{folder.name}: {c['claim']}: {'; '.join(bad)}")
     note = (f"Claims recomputed from the committed {', '.join(inputs)} by the current verdict "

@@ -20,7 +20,7 @@ The pieces, all on data with a planted truth:
   with ``sweeps.sweep`` and measure each trained GSU's planted-relevance recall with
   ``consistency.consistency``: one tidy row per (world, L, model, seed);
 * ``gap``: a model's lead over another, paired by seed, per (world, L);
-* ``claims``: the readings checked on those numbers, as ``verdicts.Claim``;
+* ``claims``: the readings checked on those numbers, as ``core.Claim``;
 * ``budget_grid`` / ``budget_claims``: the same models on a world with more users, trained
   on more samples, with their learning curves: does the order change with the data budget?
 """
@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..claims import core
 from ..data import load_dataset
 from ..data.schema import Dataset
 from ..training import experiment
-from . import sweeps, verdicts
+from . import sweeps
 from .consistency import consistency
 
 KNOB = "off_category_items"  # the SyntheticConfig field, and the runs table's column
@@ -181,7 +182,7 @@ def gap(
     rows = []
     for key, g in runs.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        eff = verdicts.paired(g, [{"model": a}], [{"model": b}], metric)
+        eff = core.paired(g, [{"model": a}], [{"model": b}], metric)
         rows.append({**dict(zip(by, key, strict=True)), "mean": eff.mean, "std": eff.std,
                      "n_seeds": eff.n, "values": eff.values.tolist()})  # fmt: skip
     return pd.DataFrame(rows, columns=[*by, "mean", "std", "n_seeds", "values"])
@@ -193,7 +194,7 @@ def claims(
     b: str = "SIM Hard",
     metric: str = "auc",
     z: float = 2.0,
-) -> list[verdicts.Claim]:
+) -> list[core.Claim]:
     """The section's readings, checked on ``runs`` (``grid`` output), paired by seed:
 
     * at each L, ``a``'s lead over ``b`` grows from the smallest knob value (category
@@ -205,7 +206,7 @@ def claims(
     A claim whose models or values were not run is left out. All are the study's own
     questions (kind STUDY), not the paper's; ``b``'s recall, where ``b`` is a rule without
     learned parameters (SIM Hard), is the same for every seed and becomes a CHECK that
-    cannot fail (``verdicts.Claim.of``; the notebook asserts it too)."""
+    cannot fail (``core.Claim.of``; the notebook asserts it too)."""
     have = set(runs["model"])
     if not {a, b} <= have:
         return []
@@ -216,9 +217,9 @@ def claims(
     out = []
     if hi_x != lo_x:
         for L in Ls:
-            c = verdicts.claim_gap_widens(runs[runs["long_len"] == L], a, b, KNOB, lo_x, hi_x,
+            c = core.claim_gap_widens(runs[runs["long_len"] == L], a, b, KNOB, lo_x, hi_x,
                                           metric=metric, z=z, dataset="synthetic",
-                                          kind=verdicts.STUDY)  # fmt: skip
+                                          kind=core.STUDY)  # fmt: skip
             grows = "grows as category predicts relevance less"
             c.claim = f"{a} − {b} ({metric.upper()}) {grows}, L = {L:,}"
             c.statement = (
@@ -227,25 +228,25 @@ def claims(
             )
             out.append(c)
     at = {KNOB: lo_x, "long_len": hi_L}
-    out.append(verdicts.claim_better(
+    out.append(core.claim_better(
         runs, {"model": a, **at}, {"model": b, **at}, metric, z=z, dataset=dataset,
-        kind=verdicts.STUDY,
+        kind=core.STUDY,
         claim=f"{a} > {b} ({metric.upper()}) at L = {hi_L:,}",
         statement=f"at L = {hi_L:,} coarse retrieval loses: {a} beats {b} even where category "
         "predicts relevance perfectly",
     ))  # fmt: skip
-    out.append(verdicts.claim_better(
+    out.append(core.claim_better(
         runs, {"model": a, **at}, {"model": b, **at}, "recall_gsu", z=z, dataset=dataset,
-        kind=verdicts.STUDY,
+        kind=core.STUDY,
         claim=f"{a}'s GSU keeps more planted relevance than {b}'s at L = {hi_L:,}",
         statement="a learned GSU finds the behaviours that decide the click; a category filter "
         "keeps the most recent of its category",
     ))  # fmt: skip
     if hi_L != lo_L:
-        out.append(verdicts.claim_better(
+        out.append(core.claim_better(
             runs, {"model": b, KNOB: lo_x, "long_len": lo_L},
             {"model": b, KNOB: lo_x, "long_len": hi_L}, "recall_gsu", z=z, dataset=dataset,
-            kind=verdicts.STUDY,
+            kind=core.STUDY,
             claim=f"{b}'s GSU recall falls from L = {lo_L:,} to {hi_L:,}",
             statement="the longer the window, the more same-category behaviours compete for "
             "the k slots, and the smaller the share of relevant ones a category filter keeps",
@@ -257,7 +258,7 @@ def verdict_markdown(
     summary: pd.DataFrame,
     gap_frame: pd.DataFrame,
     overlap: Mapping[float, float],
-    found: Sequence[verdicts.Claim],
+    found: Sequence[core.Claim],
     a: str = "TWIN",
     b: str = "SIM Hard",
     metric: str = "auc",
@@ -350,7 +351,7 @@ def budget_grid(
 
 def budget_claims(
     runs: pd.DataFrame, a: str = "TWIN", rivals: Sequence[str] = ("SIM Soft",), z: float = 2.0
-) -> list[verdicts.Claim]:
+) -> list[core.Claim]:
     """The budget section's readings, paired by seed, for each rival of ``a`` that was run:
     ``a`` gains more validation AUC than the rival from the grid's budget to the end of the
     longer run (a learner still climbing is the one more data helps), and ``a`` beats the
@@ -362,14 +363,14 @@ def budget_claims(
     at, end = int(runs["samples_at"].min()), int(runs["samples_end"].max())
     dataset = str(runs["dataset"].iloc[0])
     for b in (r for r in rivals if r in have):
-        out.append(verdicts.claim_better(
-            runs, a, b, "valid_auc_gain", z=z, dataset=dataset, kind=verdicts.STUDY,
+        out.append(core.claim_better(
+            runs, a, b, "valid_auc_gain", z=z, dataset=dataset, kind=core.STUDY,
             claim=f"{a} gains more than {b} from {at:,} to {end:,} samples (validation AUC)",
             statement="the joint learner's curve is the steeper one: more data narrows or "
             "reverses a lead that a pre-trained or fixed retrieval has early",
         ))  # fmt: skip
-        out.append(verdicts.claim_better(
-            runs, a, b, "auc", z=z, dataset=dataset, kind=verdicts.STUDY,
+        out.append(core.claim_better(
+            runs, a, b, "auc", z=z, dataset=dataset, kind=core.STUDY,
             claim=f"{a} > {b} (test AUC) after {end:,} samples",
             statement=f"with {end:,} training samples {a} leads {b}",
         ))  # fmt: skip

@@ -6,7 +6,8 @@ sweep that is repeated or interrupted never retrains what it already has.
 
 The pieces:
 
-* the paper's Table 4 (``PAPER_TABLE4``, ``TABLE4_ORDER``) and the models' labels;
+* the paper's Table 4 as a data frame (``PAPER_TABLE4``, from ``twin_study.paper``) and the
+  models' labels;
 * ``configs`` / ``model_config`` / ``train_config`` (from ``training.params``): validated
   configs from notebook parameters (the notebooks' data sets come from
   ``twin_study.data.load_datasets``);
@@ -17,7 +18,7 @@ The pieces:
   baseline's mean, as the paper reports it), ``lead_over``, ``check_table``, and inference
   ``timings``.
 
-The paper's claims checked on these runs are in ``verdicts``; markdown tables and the
+The paper's claims checked on these runs are in ``twin_study.claims``; markdown tables and the
 records of results.json in ``tables``.
 """
 
@@ -34,7 +35,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .. import runtime
+from .. import paper, runtime
 from ..data import bayes_auc
 from ..data.batching import SampleBuilder
 from ..models.config import ModelConfig
@@ -49,25 +50,9 @@ HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False}
 
 # --- the paper's numbers -------------------------------------------------------------------
 
-# Chang et al., "TWIN: TWo-stage Interest Network for Lifelong User Behavior Modeling in CTR
-# Prediction at Kuaishou", KDD 2023 (arXiv 2302.02352), Table 4: mean over 5 days of the
-# Kuaishou offline data. These are the PAPER'S reported values, not results of this study.
-# Columns: our label, long_module, Cluster/Cluster+ marker, AUC, GAUC; rows in the paper's order.
-PAPER_TABLE4 = pd.DataFrame(
-    [
-        ("Avg-Pooling", "avg_pool", 0.7855, 0.7168),
-        ("DIN", "din", 0.7873, 0.7191),
-        ("SIM Hard", "sim_hard", 0.7901, 0.7224),
-        ("ETA", "eta", 0.7910, 0.7243),
-        ("SIM Cluster", "sim_cluster", 0.7915, 0.7253),
-        ("SDIM", "sdim", 0.7919, 0.7267),
-        ("SIM Cluster+", "sim_cluster", 0.7927, 0.7275),
-        ("SIM Soft", "sim_soft", 0.7939, 0.7299),
-        ("TWIN", "twin", 0.7962, 0.7336),
-    ],
-    columns=["model", "long_module", "auc", "gauc"],
-)
-TABLE4_ORDER = tuple(PAPER_TABLE4["model"])  # weakest to strongest, as the paper lists them
+# The paper's Table 4 (``twin_study.paper.TABLE4``: the PAPER'S reported values, not results of
+# this study) as a data frame: model, long_module, auc, gauc; rows in the paper's order.
+PAPER_TABLE4 = pd.DataFrame(list(paper.TABLE4), columns=list(paper.TABLE4_COLUMNS))
 
 # Labels of the other models the notebooks compare (sequence length, ablations).
 LABELS = {

@@ -32,7 +32,7 @@ from ..models.config import LONG_MODULES, ModelConfig
 from ..models.ctr import build_model
 from ..training.pretrain import pretrained_vectors, sim_extras
 from ..training.train import TrainConfig, builder_for, make_optimizers, peak_rss_mb, train_step
-from .complexity import resolve_device, sync
+from .timing import resolve_device, sync
 
 IMPLS = ("fast", "reference")
 

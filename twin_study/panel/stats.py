@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from ..analysis import verdicts
+from ..claims import core
 from ..training.metrics import grouped_auc  # the study's one rank-AUC implementation
 
 WIN, TIE, LOSS = "win", "tie", "loss"
@@ -350,28 +350,28 @@ def panel_claims(
     when it loses in none, wins in at least one and its mean effect is > 0; *not
     reproduced* otherwise. ``summary``: ``across_worlds`` rows. With declared worlds
     ``missing`` (a partial panel) *reproduced* is capped at *partly*: the claim is about every
-    world. Returns ``verdicts.Claim``s (kind paper, rule "all": one per rival and metric,
+    world. Returns ``core.Claim``s (kind paper, rule "all": one per rival and metric,
     dataset "panel")."""
     out = []
     for r in summary.itertuples():
         if r.wins == r.n_worlds:
-            verdict = verdicts.REPRODUCED
+            verdict = core.REPRODUCED
         elif r.losses == 0 and r.wins >= 1 and r.mean_effect > 0:
-            verdict = verdicts.PARTLY
+            verdict = core.PARTLY
         else:
-            verdict = verdicts.NOT_REPRODUCED
+            verdict = core.NOT_REPRODUCED
         detail = f"{r.wins} win(s), {r.ties} tie(s), {r.losses} loss(es) over {r.n_worlds} worlds"
         if r.lost_in:
             detail += f"; lost in {r.lost_in}"
         if missing:
-            verdict = verdicts.PARTLY if verdict == verdicts.REPRODUCED else verdict
+            verdict = core.PARTLY if verdict == core.REPRODUCED else verdict
             detail += f"; partial panel, not yet run: {', '.join(missing)}"
-        out.append(verdicts.Claim(
+        out.append(core.Claim(
             claim=f"{reference} > {r.rival} across worlds ({r.metric.upper()})",
             statement="TWIN beats every baseline of Table 4",
             verdict=verdict, effect=float(r.mean_effect),
             spread=float(r.max_effect - r.min_effect), n_seeds=n_seeds,
             metric=f"{r.metric} (mean over worlds; spread = range)", detail=detail,
-            dataset="panel", kind=verdicts.PAPER, rule=verdicts.ALL,
+            dataset="panel", kind=core.PAPER, rule=core.ALL,
         ))  # fmt: skip
     return out

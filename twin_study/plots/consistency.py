@@ -4,7 +4,7 @@ Each function takes ``ax=None``, draws on it or on a new figure, and returns the
 with ``twin_study.plots.base.savefig``. Inputs are tidy frames built in the notebook from
 ``twin_study.analysis.consistency.results_frame`` (one row per data set, model, seed and GSU
 output size). Models are labelled by the short name in ``models.config.LONG_MODULES``
-(``analysis.consistency_verdicts.model_label``).
+(``claims.consistency.model_label``).
 """
 
 from __future__ import annotations
@@ -17,20 +17,18 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-# The verdict text, claims and table of notebook 02 live in analysis.consistency_verdicts;
+# The verdict text, claims and table of notebook 02 live in claims.consistency;
 # imported here as well, where the notebook calls them (``pc.fig4_verdict``, ...).
-from twin_study.analysis.consistency_verdicts import PAPER_MISSES as PAPER_MISSES
-from twin_study.analysis.consistency_verdicts import consistency_claims as consistency_claims
-from twin_study.analysis.consistency_verdicts import fig4_verdict as fig4_verdict
-from twin_study.analysis.consistency_verdicts import markdown_table as markdown_table
-from twin_study.analysis.consistency_verdicts import model_label
-from twin_study.analysis.consistency_verdicts import recall_verdict as recall_verdict
-from twin_study.analysis.consistency_verdicts import size_needed as size_needed
-from twin_study.analysis.consistency_verdicts import staleness_verdict as staleness_verdict
+from twin_study.claims.consistency import consistency_claims as consistency_claims
+from twin_study.claims.consistency import fig4_verdict as fig4_verdict
+from twin_study.claims.consistency import markdown_table as markdown_table
+from twin_study.claims.consistency import model_label
+from twin_study.claims.consistency import recall_verdict as recall_verdict
+from twin_study.claims.consistency import size_needed as size_needed
+from twin_study.claims.consistency import staleness_verdict as staleness_verdict
+from twin_study.paper import CACHE_DELAY_MINUTES, FIG4_HITS
 from twin_study.plots.base import figure_axes
 
-# Paper Fig. 4 at GSU output size 100 (hits in the real top-100, L = 10^4), quoted in §4.4.
-PAPER_FIG4 = {"sim_hard": 40.0, "twin": 94.0}
 _COMMA = mticker.FuncFormatter(lambda v, _: f"{v:,.0f}")
 
 
@@ -70,7 +68,7 @@ def _grouped_bars(
 def plot_hits_curve(
     curves: pd.DataFrame,
     oracle_k: int = 100,
-    paper: Mapping[str, float] | None = PAPER_FIG4,
+    paper: Mapping[str, float] | None = FIG4_HITS,
     title: str = "",
     ax: Axes | None = None,
 ) -> Figure:
@@ -110,7 +108,7 @@ def plot_hits_bars(
     table: pd.DataFrame,
     models: Sequence[str],
     oracle_k: int = 100,
-    paper: Mapping[str, float] | None = PAPER_FIG4,
+    paper: Mapping[str, float] | None = FIG4_HITS,
     ax: Axes | None = None,
 ) -> Figure:
     """Hits at GSU output size ``oracle_k`` per model, one bar per data set, error bars = std
@@ -133,7 +131,7 @@ def plot_hits_bars(
 def plot_staleness(
     stale: pd.DataFrame,
     oracle_k: int = 100,
-    paper_value: float | None = PAPER_FIG4["twin"],
+    paper_value: float | None = FIG4_HITS["twin"],
     ax: Axes | None = None,
 ) -> Figure:
     """TWIN's hits at GSU output ``oracle_k`` vs the age of its item cache in training steps
@@ -143,8 +141,9 @@ def plot_staleness(
         g = grp.sort_values("steps")
         ax.plot(g["steps"], g["hits"], marker="o", lw=1.6, color=f"C{i}", label=name)
     if paper_value is not None:
+        delay = f"{CACHE_DELAY_MINUTES}-min cache delay"
         ax.axhline(paper_value, color="k", ls=":", lw=1.2,
-                   label=f"paper: {paper_value:.0f} (15-min cache delay)")  # fmt: skip
+                   label=f"paper: {paper_value:.0f} ({delay})")  # fmt: skip
     ax.set_xscale("symlog", linthresh=1)
     ax.xaxis.set_major_formatter(_COMMA)
     ax.set_ylim(0, oracle_k * 1.05)

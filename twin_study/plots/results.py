@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 
-from twin_study.analysis.sweeps import TABLE4_ORDER
+from twin_study.paper import TABLE4_ORDER
 from twin_study.plots.base import figure_axes
 
 METRIC_NAMES = {"auc": "AUC", "gauc": "GAUC", "logloss": "LogLoss"}

@@ -3,8 +3,10 @@
 ``paired`` takes per-seed differences, so the spread of an effect is the spread of the
 difference, not of the two metrics. ``claim_better``, ``claim_similar``, ``claim_order`` and
 ``combine`` return a ``Claim`` whose ``verdict`` is one of ``VERDICTS``; a claim that fails
-is a verdict, never an exception. ``table4_claims``, ``length_claims`` and
-``ablation_claims`` are the paper's readings of Table 4, Fig. 5 and Fig. 6.
+is a verdict, never an exception. This module is the generic machinery (claim records,
+verdict rules, formatting); the paper's readings, one claim set per notebook, are its
+siblings in ``twin_study.claims`` (``main_results``: Table 4; ``sequence_length``: Fig. 5;
+``ablations``: Fig. 6; ``consistency``: Fig. 4; ``complexity``: the cost claim).
 
 The rules every verdict obeys (``rule_violations`` checks a stored claim against them):
 
@@ -33,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .sweeps import HIGHER_IS_BETTER, TABLE4_ORDER
-from .tables import finite_or_none
+from ..analysis.sweeps import HIGHER_IS_BETTER
+from ..analysis.tables import finite_or_none
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED)
@@ -52,9 +54,6 @@ RULES_VERSION = 2
 # The rule a verdict came from (``rule_violations`` needs it: the sign of an equivalence's
 # effect says nothing, that of a "better" claim everything).
 BETTER, SIMILAR, ORDER, ALL = "better", "similar", "order", "all"
-
-# The paper's reading of Table 4: finer retrieval helps monotonically.
-FINER_RETRIEVAL = ("SIM Hard", "SIM Cluster", "SIM Cluster+", "SIM Soft", "TWIN")
 
 
 # --- paired effects and claims -------------------------------------------------------------
@@ -414,7 +413,10 @@ def claim_order(
 
 
 def combine(
-    parts: Sequence[Claim], claim: str, statement: str = "", dataset: str = "",
+    parts: Sequence[Claim],
+    claim: str,
+    statement: str = "",
+    dataset: str = "",
     kind: str = PAPER,
 ) -> Claim:
     """A claim made of several that must all hold (e.g. "every model improves with L"):
@@ -511,179 +513,3 @@ def _name(where: Mapping[str, Any]) -> str:
     rest = ", ".join(f"{k}={v}" for k, v in where.items() if k != "model")
     name = str(where.get("model", ""))
     return f"{name} ({rest})" if rest and name else name or rest
-
-
-# --- Table 4 checks and claims ---------------------------------------------------------------
-
-
-def table4_claims(
-    runs: pd.DataFrame, summary: pd.DataFrame, dataset: str, z: float = 2.0
-) -> list[Claim]:
-    """The paper's readings of Table 4, checked on one data set's runs."""
-    runs = runs[runs["dataset"] == dataset]
-    summary = summary[summary["dataset"] == dataset]
-    have = set(summary["model"])
-    out = []
-    if {"TWIN", "SIM Soft"} <= have:
-        for m in ("auc", "gauc"):
-            out.append(claim_better(
-                runs, "TWIN", "SIM Soft", m, z=z, dataset=dataset,
-                claim=f"TWIN > SIM Soft ({m.upper()})",
-                statement="TWIN beats SIM Soft: +0.29 % AUC, +0.51 % GAUC (relative)",
-            ))  # fmt: skip
-    baselines = summary[summary["model"] != "TWIN"]
-    if "TWIN" in have and len(baselines):
-        best = str(baselines.sort_values("gauc_mean").iloc[-1]["model"])
-        out.append(claim_better(
-            runs, "TWIN", best, "gauc", z=z, dataset=dataset,
-            claim=f"TWIN best (vs strongest baseline, {best})",
-            statement="TWIN has the best AUC and GAUC of all nine models",
-        ))  # fmt: skip
-    if "TWIN" in have and "DIN" in have:
-        out.append(claim_better(
-            runs, "TWIN", "DIN", "gauc", z=z, dataset=dataset,
-            claim="TWIN > DIN (lifelong search beats the recent 100)",
-            statement="every two-stage lifelong model beats DIN over the most recent 100",
-        ))  # fmt: skip
-    finer = [m for m in FINER_RETRIEVAL if m in have]
-    if len(finer) >= 3:
-        out.append(claim_order(
-            summary, finer, "gauc", dataset=dataset, claim="finer retrieval helps (GAUC)",
-            statement="Hard < Cluster < Cluster+ < Soft < TWIN, monotonically", runs=runs, z=z,
-        ))  # fmt: skip
-    if len(have & set(TABLE4_ORDER)) >= 3:
-        out.append(claim_order(
-            summary, list(TABLE4_ORDER), "gauc", dataset=dataset, runs=runs, z=z,
-            claim="Table 4 order (GAUC)", statement="the nine models rank as in Table 4",
-        ))  # fmt: skip
-    e2e = [m for m in ("ETA", "SDIM") if m in have]
-    if e2e and "SIM Soft" in have:
-        parts = [claim_better(runs, "SIM Soft", m, "gauc", z=z, dataset=dataset) for m in e2e]
-        out.append(combine(
-            parts, "end-to-end hashing is not enough (ETA, SDIM < SIM Soft)",
-            "ETA and SDIM, trained end to end, trail SIM Soft", dataset,
-        ))  # fmt: skip
-    return out
-
-
-def claim_gap_closed(closed: pd.DataFrame, dataset: str, z: float = 2.0, bar: float = 0.6) -> Claim:
-    """The study's bar on trained TWIN: it closes at least ``bar`` of the Avg-Pooling ->
-    Bayes-optimal AUC gap. ``closed``: ``sweeps.gap_closure`` rows (a ``closure`` per run).
-    The paper states no such bar: a STUDY question, counted apart from the paper's claims."""
-    return claim_at_least(
-        closed, "TWIN", "closure", bar, dataset=dataset, z=z, kind=STUDY,
-        claim=f"TWIN closes >= {bar * 100:g} % of the Avg-Pooling -> Bayes AUC gap",
-        statement="trained TWIN gets most of the way from Avg-Pooling to the optimum",
-    )  # fmt: skip
-
-
-# --- sequence length (Fig. 5) and ablations (Fig. 6) ---------------------------------------
-
-
-def length_claims(
-    runs: pd.DataFrame,
-    dataset: str,
-    x: str = "long_len",
-    metric: str = "gauc",
-    fixed: Iterable[str] = ("DIN",),
-    z: float = 2.0,
-) -> list[Claim]:
-    """The paper's Fig. 5 readings on one data set: every model improves from the shortest
-    to the longest ``x`` (models in ``fixed`` read the same behaviours at every length and
-    are left out), TWIN's lead widens, and TWIN leads at every length (one part per length:
-    TWIN against the best other model there; a lead at the longest length alone does not
-    make "every length")."""
-    runs = runs[runs["dataset"] == dataset]
-    lo, hi = runs[x].min(), runs[x].max()
-    models = list(dict.fromkeys(runs["model"]))
-    out = []
-    growing = [m for m in models if m not in set(fixed)]
-    if growing and lo != hi:
-        kw = {"metric": metric, "z": z, "dataset": dataset}
-        parts = [claim_trend(runs, m, x, lo, hi, **kw) for m in growing]
-        out.append(
-            combine(
-                parts,
-                f"every model improves with {x}",
-                "all models improve as the GSU input grows (output fixed)",
-                dataset,
-            )
-        )
-    others = [m for m in models if m != "TWIN"]
-    if "TWIN" in models and others and lo != hi:
-        parts = [
-            claim_gap_widens(runs, "TWIN", m, x, lo, hi, metric=metric, z=z, dataset=dataset)
-            for m in others
-        ]
-        out.append(
-            combine(
-                parts,
-                f"TWIN's lead widens with {x}",
-                "TWIN's advantage grows with the sequence length",
-                dataset,
-            )
-        )
-    if "TWIN" in models and others:
-        parts = []
-        for L in sorted(runs[x].unique()):
-            at = runs[runs[x] == L].groupby("model")[metric].mean().drop("TWIN", errors="ignore")
-            if "TWIN" not in set(runs.loc[runs[x] == L, "model"]) or at.empty:
-                continue
-            best = str(at.idxmax() if HIGHER_IS_BETTER.get(metric, True) else at.idxmin())
-            c = claim_better(runs, {"model": "TWIN", x: L}, {"model": best, x: L}, metric,
-                             z=z, dataset=dataset)  # fmt: skip
-            c.claim = f"{x} = {L} vs {best}"
-            parts.append(c)
-        out.append(combine(
-            parts, f"TWIN leads at every {x} (vs the best other model at each)",
-            "TWIN leads at every length, most at the longest", dataset,
-        ))  # fmt: skip
-    return out
-
-
-# Fig. 6 readings: (better, worse, short name, what the paper says).
-ABLATION_BETTER = (
-    ("TWIN", "TWIN w/o Para-Con", "Para-Con helps (TWIN > w/o Para-Con)",
-     "sharing the ESU's parameters with the GSU helps"),
-    ("TWIN w/o Para-Con", "SIM Soft", "structure helps (w/o Para-Con > SIM Soft)",
-     "the GSU's structure matters more than shared parameters"),
-    ("TWIN", "TWIN w/o Bias", "cross-feature bias helps (TWIN > w/o Bias)",
-     "removing the cross features: clear GAUC drop"),
-)  # fmt: skip
-
-
-def ablation_claims(
-    runs: pd.DataFrame,
-    summary: pd.DataFrame,
-    dataset: str,
-    timing: pd.DataFrame | None = None,
-    similar_tol: float = 0.002,
-    z: float = 2.0,
-) -> list[Claim]:
-    """The paper's Fig. 6 readings on one data set, for the models that were run."""
-    runs = runs[runs["dataset"] == dataset]
-    summary = summary[summary["dataset"] == dataset]
-    have = set(summary["model"])
-    kw = {"z": z, "dataset": dataset}
-    out = [
-        claim_better(runs, a, b, claim=name, statement=said, **kw)
-        for a, b, name, said in ABLATION_BETTER
-        if {a, b} <= have
-    ]
-    order = ["SIM Soft", "TWIN w/o Para-Con", "TWIN"]
-    if set(order) <= have:
-        out.append(claim_order(summary, order, claim=" < ".join(order), statement="Fig. 6(a)",
-                               dataset=dataset, runs=runs, z=z))  # fmt: skip
-    raw = "TWIN w/ Raw MHTA"
-    if {"TWIN", raw} <= have:
-        said = "full projection of [K_h, K_c]: GAUC about the same"
-        out.append(claim_similar(runs, raw, "TWIN", "gauc", similar_tol, **kw,
-                                 claim="Raw MHTA: GAUC about the same",
-                                 statement=said))  # fmt: skip
-    if timing is not None and {"TWIN", raw} <= set(timing["model"]):
-        t = timing[timing["dataset"] == dataset] if "dataset" in timing else timing
-        t = t.groupby(["model", "seed"], as_index=False)["ms_per_1k"].median()
-        said = "full projection: inference time much higher"
-        out.append(claim_better(t, raw, "TWIN", "ms_per_1k", **kw,
-                                claim="Raw MHTA: inference slower", statement=said))  # fmt: skip
-    return out

@@ -1,4 +1,4 @@
-"""Notebook 02's verdict text, claims and tables: does the GSU retrieve what the ESU wants?
+"""Notebook 02's claim set, verdict text and tables: does the GSU retrieve what the ESU wants?
 
 Generated from the numbers, so they hold at every profile. ``consistency_claims`` gives the
 paper's Fig. 4 claims in the format of ``twin-study report`` (``analysis.reclaim`` judges them
@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..models.config import LONG_MODULES
-from .verdicts import RULES_VERSION, at_most_partly
+from ..paper import FIG4_HITS, FIG4_TWIN_MISSES
+from .core import RULES_VERSION, at_most_partly
 
 
 def model_label(name: str) -> str:
@@ -23,7 +24,6 @@ def model_label(name: str) -> str:
 
 
 _FINER = ("sim_hard", "sim_cluster", "sim_soft", "twin")  # paper: finer retrieval is better
-PAPER_MISSES = 6.0  # TWIN's misses at x = 100 in Fig. 4, blamed on the 15-minute cache delay
 
 
 def size_needed(curve: pd.DataFrame, hits: float) -> int | None:
@@ -43,16 +43,17 @@ def fig4_verdict(
            + ", ".join(f"{model_label(m)} {hits[m]:.1f}" for m in order) + "."]  # fmt: skip
     if "twin" in hits:
         out.append(
-            f"- TWIN: {hits['twin']:.1f} (paper 94). With a fresh cache the CP-GSU ranks by the "
-            f"ESU's own scores, so {k} is expected by construction; a shortfall could only come "
-            "from floating-point ties at the cut."
+            f"- TWIN: {hits['twin']:.1f} (paper {FIG4_HITS['twin']:.0f}). With a fresh cache the "
+            f"CP-GSU ranks by the ESU's own scores, so {k} is expected by construction; a "
+            "shortfall could only come from floating-point ties at the cut."
         )
     if "sim_hard" in hits:
         far = "twin" in hits and hits["sim_hard"] <= hits["twin"] - 0.2 * k
         out.append(
-            f"- SIM Hard: {hits['sim_hard']:.1f} (paper 40), {'far' if far else 'not far'} "
-            "below TWIN. It keeps only behaviours of the target's category, most recent first, "
-            "so only the same-category part of the real top-k can ever be a hit."
+            f"- SIM Hard: {hits['sim_hard']:.1f} (paper {FIG4_HITS['sim_hard']:.0f}), "
+            f"{'far' if far else 'not far'} below TWIN. It keeps only behaviours of the target's "
+            "category, most recent first, so only the same-category part of the real top-k can "
+            "ever be a hit."
         )
     finer = [m for m in _FINER if m in hits]
     if len(finer) > 1:
@@ -84,7 +85,7 @@ def staleness_verdict(dataset: str, hits: Mapping[int, float], k: int = 100) -> 
     stale = {n: h for n, h in sorted(hits.items()) if n > 0}
     ages = ", ".join(f"{n:,} steps old {h:.1f}" for n, h in stale.items())
     text = f"**{dataset}**: fresh cache {fresh:.1f}" + (f"; {ages}." if ages else ".")
-    misses = PAPER_MISSES * k / 100
+    misses = FIG4_TWIN_MISSES * k / 100
     lost = [n for n, h in stale.items() if fresh - h >= misses]
     if lost:
         return "reproduced", (
@@ -138,13 +139,15 @@ def consistency_claims(
 
     Effects are signed so that positive means the paper's direction (TWIN's hits minus SIM
     Hard's; hits a stale cache loses). One seed is at best *partly* (the staleness study runs
-    one seed), as everywhere in ``verdicts``; the fresh-cache hits are a ``check``."""
+    one seed), as everywhere in ``claims.core``; the fresh-cache hits are a ``check``."""
     out = []
     if "twin" in hits:
         t = hits["twin"]
         out.append({
-            "claim": "TWIN's GSU output 100 holds ~94 of the real top-100 (Fig. 4)",
-            "dataset": dataset, "effect": t - 94.0 * k / 100, "spread": std.get("twin", 0.0),
+            "claim": f"TWIN's GSU output 100 holds ~{FIG4_HITS['twin']:.0f} of the real top-100 "
+                     "(Fig. 4)",
+            "dataset": dataset, "effect": t - FIG4_HITS["twin"] * k / 100,
+            "spread": std.get("twin", 0.0),
             # With a fresh cache the GSU scores ARE the ESU's, so k hits prove the plumbing
             # (cache, bias tables, head merge), not the paper's claim; the staleness claim
             # below is the evidence. Fewer than k would mean a bug.
@@ -157,7 +160,8 @@ def consistency_claims(
         d = hits["twin"] - hits["sim_hard"]
         verdict = "reproduced" if d >= 0.2 * k else "not reproduced"  # "far": >= 20 % of k
         out.append({
-            "claim": "SIM Hard's GSU is far less consistent than TWIN's (40 vs 94)",
+            "claim": "SIM Hard's GSU is far less consistent than TWIN's "
+            f"({FIG4_HITS['sim_hard']:.0f} vs {FIG4_HITS['twin']:.0f})",
             "dataset": dataset, "effect": d, "spread": std.get("sim_hard", 0.0),
             "verdict": at_most_partly(verdict, n_seeds), "n_seeds": n_seeds,
             "kind": "paper", "rule": "better", "rules": RULES_VERSION,
@@ -168,7 +172,9 @@ def consistency_claims(
         verdict, _ = staleness_verdict(dataset, stale, k)
         ages = ", ".join(f"{n:,} steps {h:.1f}" for n, h in sorted(stale.items()))
         out.append({
-            "claim": "A delayed item cache can cost TWIN the paper's 6 misses", "dataset": dataset,
+            "claim": "A delayed item cache can cost TWIN the paper's "
+                     f"{FIG4_TWIN_MISSES:.0f} misses",
+            "dataset": dataset,
             "effect": stale.get(0, float(k)) - min(stale.values()),
             "verdict": at_most_partly(verdict, 1), "n_seeds": 1,
             "kind": "paper", "rule": "better", "rules": RULES_VERSION,
