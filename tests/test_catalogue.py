@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 from twin_study.data import SampleBuilder, SyntheticConfig, generate
 from twin_study.models import ModelConfig, build_model, merged_topk
-from twin_study.models import ctr as ctr_mod
 from twin_study.models import gsu as gsu_mod
 from twin_study.models.gsu import compact_items, key_side_costs
+from twin_study.models.lifelong import sdim_linear as sdim_linear_mod
 from twin_study.training.train import TrainConfig, make_optimizers, train_step
 
 L, K = 300, 30
@@ -274,7 +274,7 @@ def no_compaction(monkeypatch):
 
     def use():
         monkeypatch.setattr(gsu_mod, "compact_items", off)
-        monkeypatch.setattr(ctr_mod, "compact_items", off)
+        monkeypatch.setattr(sdim_linear_mod, "compact_items", off)
 
     return use
 
@@ -372,7 +372,7 @@ def test_training_through_run_on_a_large_catalogue_is_finite(ds):
 def test_kmeans_on_a_sample_assigns_every_item():
     """SIM Cluster's k-means: fitted on a seeded sample beyond ``fit_max`` items, then every
     item assigned; below it, the plain fit on every item (the study's worlds)."""
-    from twin_study.training.pretrain import kmeans_codes
+    from twin_study.models.pretrained import kmeans_codes
 
     x = np.random.default_rng(0).normal(size=(3001, 8)).astype(np.float32)
     full = kmeans_codes(x, 12, seed=0)

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from twin_study.data import SampleBuilder, SyntheticConfig, generate
-from twin_study.models import ModelConfig, build_model
+from twin_study.models import ModelConfig, build_model, registry
+from twin_study.models.lifelong.sim_cluster import cluster_codes
+from twin_study.models.pretrained import kmeans_codes, pretrained_vectors
 from twin_study.training import TrainConfig, run
 from twin_study.training.experiment import prerequisites
-from twin_study.training.pretrain import kmeans_codes, pretrained_vectors, sim_extras
 
 L = 200
 
@@ -54,10 +55,11 @@ def test_sim_vectors_are_the_pretrained_models_inherent_features(ds, tmp_path, m
 
 
 def test_sim_cluster_takes_its_codes_and_runs_no_kmeans(ds):
-    """The model gets SIM Cluster's k-means codes (``sim_extras``, beside the pre-trained
-    vectors); built from vectors alone it says what it needs instead of clustering them."""
+    """The model gets SIM Cluster's k-means codes (``cluster_codes``, once per run in its
+    prerequisite's ``provide``); built from vectors alone it says what it needs instead of
+    clustering them."""
     vectors = np.random.default_rng(0).normal(size=(ds.items.n_items + 1, 8))
-    extras = sim_extras(cfg("sim_cluster"), vectors)
+    extras = cluster_codes(cfg("sim_cluster"), vectors)
     assert list(extras) == ["cluster_codes"]
     want = kmeans_codes(vectors, 10, cfg("sim_cluster").hash_seed)
     assert np.array_equal(extras["cluster_codes"], want)
@@ -65,7 +67,10 @@ def test_sim_cluster_takes_its_codes_and_runs_no_kmeans(ds):
     assert np.array_equal(model.gsu.codes.numpy(), want)
     with pytest.raises(ValueError, match=r"sim_cluster needs .*cluster_codes=.*kmeans_codes"):
         build_model(cfg("sim_cluster"), ds, item_vectors=vectors)
-    assert list(sim_extras(cfg("sim_soft"), vectors)) == ["item_vectors"]
+    din = build_model(cfg("din"), ds)
+    soft = registry.get("sim_soft").prerequisite.provide(cfg("sim_soft"), din)
+    assert list(soft) == ["item_vectors"]
+    np.testing.assert_array_equal(soft["item_vectors"], pretrained_vectors(din))
 
 
 def change_one_author(model) -> np.ndarray:

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from twin_study.data import SampleBuilder, SyntheticConfig, generate
 from twin_study.data.batching import time_gap_bucket
 from twin_study.models import ModelConfig, build_model, merged_topk
+from twin_study.models.lifelong.sim_cluster import cluster_codes
 from twin_study.models.topk import fast_topk, select_per_request
-from twin_study.training.pretrain import sim_extras
 
 L = 1500  # long enough for the blocked top-k (>= FILTER_MIN_LEN), short enough for CI
 K = 40
@@ -46,7 +46,10 @@ def pair(ds, module: str, **kw):
     extras = {}
     if module in ("sim_soft", "sim_cluster"):
         vectors = np.random.default_rng(0).normal(size=(ds.items.n_items + 1, 16))
-        extras.update(sim_extras(ModelConfig(**cfg), vectors))  # SIM Cluster: k-means codes
+        if module == "sim_soft":
+            extras["item_vectors"] = vectors
+        else:  # SIM Cluster: their k-means codes
+            extras.update(cluster_codes(ModelConfig(**cfg), vectors))
     if module == "twin_no_paracon":
         torch.manual_seed(1)
         extras["gsu_source"] = build_model(ModelConfig(long_module="twin", long_len=L, k=K), ds)

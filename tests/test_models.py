@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from twin_study.data import SampleBuilder, SyntheticConfig, generate
-from twin_study.models import LONG_MODULES, ModelConfig, build_model, merged_topk
+from twin_study.models import ModelConfig, build_model, merged_topk, registry
 from twin_study.models.gsu import CpGSU, live_scores
 from twin_study.training import TrainConfig, run
 from twin_study.training.train import predict
@@ -231,7 +231,7 @@ def test_empty_history_gives_finite_output(ds):
 def test_every_module_trains_through_the_entry_point(ds, tmp_path, monkeypatch):
     monkeypatch.setenv("TWIN_STUDY_CACHE", str(tmp_path))
     cfg = TrainConfig(epochs=1, batch_size=128, progress=False)
-    for module in LONG_MODULES:
+    for module in registry.names():
         r = run(ds, ModelConfig(long_module=module, long_len=L, k=20, n_clusters=10,
                                 gsu_chunk=128), cfg)  # fmt: skip
         auc = r.metrics["test"]["auc"]

@@ -13,8 +13,8 @@ from twin_study.analysis import paracon, sweeps
 from twin_study.claims import ablations, core
 from twin_study.data import SyntheticConfig, generate
 from twin_study.models import ModelConfig
+from twin_study.models.lifelong.twin_ablations import AUX_SEED_OFFSET
 from twin_study.training import TrainConfig
-from twin_study.training.experiment import AUX_SEED_OFFSET
 
 L = 100
 SEEDS = [0, 1]

@@ -14,6 +14,7 @@ from twin_study.analysis import retrieval_wins as rw
 from twin_study.analysis import sweeps
 from twin_study.analysis.consistency import consistency, eligible_samples
 from twin_study.claims import core
+from twin_study.models import registry
 from twin_study.models.config import ModelConfig
 from twin_study.models.ctr import build_model
 from twin_study.seed import seed_everything
@@ -240,7 +241,7 @@ def _budget_runner(curves: dict[str, list[float]], test_auc: dict[str, float]):
     and test AUCs (seed s adds 0.001 * s to both)."""
 
     def run(ds, model, train):  # noqa: ARG001
-        label = sweeps.label_of(model.long_module)
+        label = registry.label(model.long_module)
         hist = [{"epoch": 1, "samples_seen": 100 * (i + 1), "train_loss": 0.6,
                  "valid_auc": v + 0.001 * train.seed, "valid_logloss": 0.6}
                 for i, v in enumerate(curves[label])]  # fmt: skip

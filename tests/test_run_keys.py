@@ -31,12 +31,16 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "runs"
 
 
+ADDED_SINCE = {"options"}  # ModelConfig fields added after the legacy scheme (issue 25)
+
+
 def _old_run_key(ds, model, train) -> str:
-    """``run_key`` as it was at CACHE_VERSION 5 (commit f19bd07), verbatim: every field."""
+    """``run_key`` as it was at CACHE_VERSION 5 (commit f19bd07), verbatim: every field of
+    that time (a field added since, such as ``ModelConfig.options``, did not exist)."""
     t = {k: v for k, v in dataclasses.asdict(train).items()
          if k not in {"progress", "device", "threads", "eval_batch_size"}}  # fmt: skip
-    blob = json.dumps({"v": 5, "data": experiment.fingerprint(ds),
-                       "model": dataclasses.asdict(model), "train": t},
+    m = {k: v for k, v in dataclasses.asdict(model).items() if k not in ADDED_SINCE}
+    blob = json.dumps({"v": 5, "data": experiment.fingerprint(ds), "model": m, "train": t},
                       sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha1(blob.encode()).hexdigest()[:20]
 

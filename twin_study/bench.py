@@ -141,16 +141,16 @@ def main(args: argparse.Namespace) -> int:
     from twin_study.analysis import complexity as cx
     from twin_study.analysis import cost_model as cm
     from twin_study.analysis import timing
-    from twin_study.models import LONG_MODULES
+    from twin_study.models import registry
 
     if args.train_batch < 0:
         print("twin-study bench: error: --train-batch must be >= 0", file=sys.stderr)
         return 2
-    modules = args.modules or list(LONG_MODULES)
-    unknown = sorted(set(modules) - set(LONG_MODULES))
+    modules = args.modules or registry.names()
+    unknown = sorted(set(modules) - set(registry.names()))
     if unknown:
         print(f"twin-study bench: error: unknown module(s) {unknown}; choose from "
-              f"{sorted(LONG_MODULES)}", file=sys.stderr)  # fmt: skip
+              f"{sorted(registry.names())}", file=sys.stderr)  # fmt: skip
         return 2
     try:
         device = timing.resolve_device(args.device)

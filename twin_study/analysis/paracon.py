@@ -29,13 +29,14 @@ from typing import Any
 import pandas as pd
 
 from ..claims import core
+from ..models import registry
 from ..training import experiment
 from ..training.experiment import prerequisites
-from .sweeps import Setting, label_of
+from .sweeps import Setting
 from .tables import finite_or_none, fmt_mean_std
 
-TWIN = label_of("twin")
-NO_PARACON = label_of("twin_no_paracon")
+TWIN = registry.label("twin")
+NO_PARACON = registry.label("twin_no_paracon")
 EQUAL = "TWIN (equal compute)"
 # The rows of ``training_cost``, in display order.
 AUX_RUN = "auxiliary TWIN (frozen GSU source)"

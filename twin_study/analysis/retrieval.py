@@ -4,7 +4,7 @@ SIM Soft ranks behaviours by the inner product of pre-trained item vectors and S
 the target's k-means cluster of them, so their retrieval is only as good as the structure in
 those vectors. ``vector_separation`` measures that structure against the item table's own
 codes, each number beside its chance level, for any (n_items + 1, D) table: a pre-trained DIN's
-vectors (``training.pretrain.pretrained_vectors``), a trained SIM Soft's table
+vectors (``models.pretrained.pretrained_vectors``), a trained SIM Soft's table
 (``run.model.gsu.table[:, 0]``), or what ETA / SDIM hash (``model.emb.item_vectors()``).
 """
 
@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from ..data.schema import Dataset, ItemTable
-from ..training.pretrain import kmeans_codes
+from ..models.pretrained import kmeans_codes
 
 TOP_N = 10  # neighbours per query item in the inner-product neighbour precision
 
@@ -35,7 +35,7 @@ def vector_separation(
     item table holds (others are skipped: MovieLens has no author).
 
     vectors: (n_items + 1, D), row i = item id i; row 0 (padding) is ignored.
-    n_clusters, seed: k-means as SIM Cluster runs it (``training.pretrain.kmeans_codes``).
+    n_clusters, seed: k-means as SIM Cluster runs it (``models.pretrained.kmeans_codes``).
     n_pairs: sampled item pairs per cosine; n_queries: sampled query items for ``top_same``.
 
     Columns (all on items 1..n_items; chance = what vectors without that structure give):

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from .. import paper, runtime
 from ..data import bayes_auc
 from ..data.batching import SampleBuilder
+from ..models import registry
 from ..models.config import ModelConfig
 from ..training import experiment, parallel
 from ..training.params import configs as configs
@@ -53,27 +54,6 @@ HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False}
 # The paper's Table 4 (``twin_study.paper.TABLE4``: the PAPER'S reported values, not results of
 # this study) as a data frame: model, long_module, auc, gauc; rows in the paper's order.
 PAPER_TABLE4 = pd.DataFrame(list(paper.TABLE4), columns=list(paper.TABLE4_COLUMNS))
-
-# Labels of the other models the notebooks compare (sequence length, ablations).
-LABELS = {
-    "avg_pool": "Avg-Pooling",
-    "din": "DIN",
-    "sim_hard": "SIM Hard",
-    "eta": "ETA",
-    "sdim": "SDIM",
-    "sdim_linear": "SDIM (linear)",
-    "sim_soft": "SIM Soft",
-    "sim_cluster": "SIM Cluster",
-    "twin": "TWIN",
-    "twin_no_paracon": "TWIN w/o Para-Con",
-    "twin_raw": "TWIN w/ Raw MHTA",
-    "twin_no_bias": "TWIN w/o Bias",
-}
-
-
-def label_of(long_module: str) -> str:
-    return LABELS.get(long_module, long_module)
-
 
 # --- configs from notebook parameters: ``configs``, ``model_config``, ``train_config`` ------
 # (defined in ``training.params``, imported above: the notebooks call them from here).
@@ -142,7 +122,8 @@ def table4_settings(
 def module_settings(base: ModelConfig, modules: Iterable[str], **tags: Any) -> list[Setting]:
     """One setting per lifelong module, labelled as in the paper, with the same ``tags``."""
     return [
-        Setting(label_of(m), dataclasses.replace(base, long_module=m), dict(tags)) for m in modules
+        Setting(registry.label(m), dataclasses.replace(base, long_module=m), dict(tags))
+        for m in modules
     ]
 
 
@@ -343,7 +324,7 @@ def tuning_settings(
     out = []
     for m in modules:
         cfg = dataclasses.replace(base, long_module=m)
-        out.append(Setting(label_of(m), cfg, {"param": "base", "value": "base"}))
+        out.append(Setting(registry.label(m), cfg, {"param": "base", "value": "base"}))
         for name, values in grid.items():
             current = getattr(cfg if name in model_fields else train, name, None)
             for v in values:
@@ -351,9 +332,10 @@ def tuning_settings(
                     continue
                 tags = {"param": name, "value": str(v)}
                 if name in model_fields:
-                    out.append(Setting(label_of(m), dataclasses.replace(cfg, **{name: v}), tags))
+                    changed = dataclasses.replace(cfg, **{name: v})
+                    out.append(Setting(registry.label(m), changed, tags))
                 else:
-                    out.append(Setting(label_of(m), cfg, tags, {name: v}))
+                    out.append(Setting(registry.label(m), cfg, tags, {name: v}))
     return out
 
 

@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 
 from .. import runtime
 from ..data import SyntheticConfig, generate
-from ..models.config import LONG_MODULES, ModelConfig
+from ..models import registry
+from ..models.config import ModelConfig
 from ..models.ctr import build_model
-from ..training.pretrain import pretrained_vectors, sim_extras
 from ..training.train import TrainConfig, builder_for, make_optimizers, peak_rss_mb, train_step
 from .timing import resolve_device, sync
 
@@ -38,16 +38,15 @@ IMPLS = ("fast", "reference")
 
 
 def _extras(module: str, ds, cfg: ModelConfig) -> dict:
-    """What a module needs besides the data. Throughput does not depend on the values, so SIM
-    Soft / Cluster get an untrained DIN's item vectors (the width of the trained ones, which
-    sets the scoring cost: H for K_h) and w/o Para-Con an untrained TWIN."""
-    if module in ("sim_soft", "sim_cluster"):
-        din = build_model(ModelConfig(**{**cfg.to_dict(), "long_module": "din"}), ds)
-        return sim_extras(cfg, pretrained_vectors(din, cfg.sim_vectors))
-    if module == "twin_no_paracon":
-        aux = ModelConfig(**{**cfg.to_dict(), "long_module": "twin"})
-        return {"gsu_source": build_model(aux, ds)}
-    return {}
+    """What a module needs besides the data: its prerequisite's ``provide`` on an UNTRAINED
+    auxiliary model. Throughput does not depend on the values, so SIM Soft / Cluster get an
+    untrained DIN's item vectors (the width of the trained ones, which sets the scoring cost:
+    H for K_h) and w/o Para-Con an untrained TWIN."""
+    pre = registry.get(module).prerequisite
+    if pre is None:
+        return {}
+    aux = build_model(ModelConfig(**{**cfg.to_dict(), "long_module": pre.module}), ds)
+    return pre.provide(cfg, aux)
 
 
 def train_probe(
@@ -65,8 +64,7 @@ def train_probe(
     """Training throughput of one module at history length L: ``warmup`` + ``steps`` steps,
     only the ``steps`` timed. Run it through ``train_probe_subprocess`` for its own peak.
     ``n_items``: the catalogue, with one author per 10 items (the generator's default ratio)."""
-    if long_module not in LONG_MODULES:
-        raise ValueError(f"unknown long_module {long_module!r}; one of {sorted(LONG_MODULES)}")
+    registry.get(long_module)  # an unknown module fails before any data is generated
     runtime.configure(threads)
     dev = resolve_device(device)
     t0 = time.perf_counter()
@@ -130,9 +128,9 @@ def train_probe_subprocess(timeout: float = 1800, **kwargs) -> dict:
 def known_modules(modules: Iterable[str]) -> list[str]:
     """``modules`` as a list, or a ValueError naming those that are not lifelong modules."""
     modules = list(modules)
-    unknown = sorted(set(modules) - set(LONG_MODULES))
+    unknown = sorted(set(modules) - set(registry.names()))
     if unknown:
-        raise ValueError(f"unknown module(s) {unknown}; choose from {sorted(LONG_MODULES)}")
+        raise ValueError(f"unknown module(s) {unknown}; choose from {sorted(registry.names())}")
     return modules
 
 

@@ -13,14 +13,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..models.config import LONG_MODULES
+from ..models import registry
 from ..paper import FIG4_HITS, FIG4_TWIN_MISSES
 from .core import RULES_VERSION, at_most_partly
 
-
-def model_label(name: str) -> str:
-    """``"sim_hard"`` -> ``"SIM Hard"`` (the text before the colon in LONG_MODULES)."""
-    return LONG_MODULES.get(name, name).split(":")[0]
+# ``"sim_hard"`` -> ``"SIM Hard"``: the module's label in the registry (plots and notebook 02
+# read it under this name).
+model_label = registry.label
 
 
 _FINER = ("sim_hard", "sim_cluster", "sim_soft", "twin")  # paper: finer retrieval is better

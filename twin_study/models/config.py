@@ -1,29 +1,22 @@
 """Typed configuration of every CTR model in the study.
 
 One ``ModelConfig`` builds any of the paper's models; ``long_module`` picks the lifelong
-branch, everything else (embeddings, short-term branch, other features, MLP) is shared, as in
-the paper's protocol (§4.3: only the lifelong module differs).
+branch (one of ``models.registry.names()``), everything else (embeddings, short-term branch,
+other features, MLP) is shared, as in the paper's protocol (§4.3: only the lifelong module
+differs).
+
+The built-in modules' own settings (``eta_bits``, ``n_clusters``, ``sim_vectors``, ...) stay
+flat fields here, so that existing cache keys and notebook parameters keep their meaning; each
+module names the ones it reads (``LifelongModule.fields``). A new module declares its settings
+as a dataclass of its own and takes them from ``options`` (``registry.options_of``): adding a
+module adds no field here.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-# The lifelong modules of Table 4 and the ablations of Fig. 6.
-LONG_MODULES = {
-    "avg_pool": "Avg-Pooling: mean of the inherent features of all L behaviours",
-    "din": "DIN: target attention over the most recent k behaviours",
-    "sim_hard": "SIM Hard: GSU keeps behaviours of the target's category (most recent first)",
-    "sim_soft": "SIM Soft: GSU ranks by inner product of pre-trained item vectors (sim_vectors)",
-    "sim_cluster": "SIM Cluster: GSU keeps behaviours in the target's k-means cluster",
-    "eta": "ETA: SimHash of the model's own item vectors (hash_input), Hamming-distance top-k",
-    "sdim": "SDIM (attention): (m, tau) multi-round hashing, top-k by colliding signatures",
-    "sdim_linear": "SDIM (original): colliding behaviours summed per signature, no attention",
-    "twin": "TWIN: CP-GSU with the ESU's own multi-head attention and the item cache",
-    "twin_no_paracon": "TWIN w/o Para-Con: GSU parameters from a separately trained TWIN",
-    "twin_raw": "TWIN w/ Raw MHTA: full projection of [K_h, K_c] in both stages, no cache",
-    "twin_no_bias": "TWIN w/o Bias: cross features removed from scores and values",
-}
+from . import registry
 
 # What a per-item vector can be built from (``FeatureEmbedder.item_vectors``): the source of
 # SIM Soft / Cluster's pre-trained vectors (``ModelConfig.sim_vectors``) and of what ETA / SDIM
@@ -33,13 +26,9 @@ ITEM_VECTOR_SOURCES = {
     "item_id": "the item-id embedding alone (the study's first baselines)",
 }
 
-TWO_STAGE = {"din", "sim_hard", "sim_soft", "sim_cluster", "eta", "sdim",
-             "twin", "twin_no_paracon", "twin_raw", "twin_no_bias"}  # fmt: skip
-
-
 @dataclass
 class ModelConfig:
-    long_module: str = "twin"  # one of LONG_MODULES
+    long_module: str = "twin"  # one of registry.names()
     long_len: int = 10_000  # L: behaviours the GSU reads (most recent first)
     short_len: int = 50  # behaviours of the short-term branch (paper: 50)
     k: int = 100  # GSU output size (paper: 100)
@@ -89,6 +78,9 @@ class ModelConfig:
     # What ETA / SDIM hash: "inherent" = K_h, the features TWIN's keys see (so only the
     # retrieval method differs); "item_id" = the item-id embedding alone (the old choice).
     hash_input: str = "inherent"
+    # A registered module's own settings (its ``LifelongModule.options`` dataclass), by name;
+    # empty for the built-in modules, whose settings are the flat fields above.
+    options: dict = field(default_factory=dict)
 
     def validate(self) -> ModelConfig:
         def need(cond: bool, msg: str) -> None:
@@ -96,9 +88,10 @@ class ModelConfig:
                 raise ValueError(f"ModelConfig: {msg}")
 
         need(
-            self.long_module in LONG_MODULES,
-            f"unknown long_module {self.long_module!r}; choose one of {sorted(LONG_MODULES)}",
+            self.long_module in registry.names(),
+            f"unknown long_module {self.long_module!r}; choose one of {sorted(registry.names())}",
         )
+        need(isinstance(self.options, dict), f"options must be a dict, got {self.options!r}")
         need(self.long_len >= 1, f"long_len must be >= 1, got {self.long_len}")
         need(self.k >= 1, f"k must be >= 1, got {self.k}")
         need(
@@ -122,6 +115,7 @@ class ModelConfig:
                 f"unknown {name} {getattr(self, name)!r}; choose one of "
                 f"{sorted(ITEM_VECTOR_SOURCES)}",
             )
+        registry.options_of(self)  # an option its module does not declare is an error
         return self
 
     def to_dict(self) -> dict:

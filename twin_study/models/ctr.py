@@ -4,126 +4,31 @@
 
 All models share embeddings, the short-term branch, the other features and the MLP; only the
 lifelong branch differs (paper §4.3). Two-stage lifelong branches share TWIN's ESU too and
-differ only in their GSU.
+differ only in their GSU. Each lifelong module is declared in its own file under
+``models/lifelong/`` (``models.registry``); this file is the trunk around them.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.batching import Batch, cross_schema
 from ..data.schema import Dataset
-from . import native
+from . import registry
 from .attention import TwinAttention
-from .config import TWO_STAGE, ModelConfig
+from .config import ModelConfig
 from .embedding import FeatureEmbedder
-from .gsu import (
-    GSU,
-    CodeMatchGSU,
-    CpGSU,
-    EtaGSU,
-    GsuInput,
-    LiveGSU,
-    RecentGSU,
-    SdimGSU,
-    SoftGSU,
-    compact_items,
-    live_scores,
-)
-
-
-class AvgPooling(nn.Module):
-    """Mean of the inherent features of all valid behaviours (EmbeddingBag-style: no (R, L, H)
-    tensor is kept for backward beyond one chunk's gather)."""
-
-    def __init__(self, H: int, d_out: int):
-        super().__init__()
-        self.proj = nn.Linear(H, d_out)
-
-    def forward(self, emb: FeatureEmbedder, x: GsuInput) -> torch.Tensor:
-        if x.fast:
-            return self.proj(emb.inherent_mean(x.hist_item, x.n_valid()))[x.req]
-        total = None
-        for lo in range(0, x.length, x.chunk):
-            k_h = emb.inherent(x.hist_item[:, lo : lo + x.chunk])  # (R, c, H)
-            part = (k_h * x.valid[:, lo : lo + x.chunk, None]).sum(1)
-            total = part if total is None else total + part
-        mean = total / x.valid.sum(1, keepdim=True).clamp(min=1)  # (R, H)
-        return self.proj(mean)[x.req]
-
-
-class _SdimPool(torch.autograd.Function):
-    """SdimLinear's bucket sums of the targets' buckets, (B, G, H), from K_h of every item
-    (V, H), by the native kernel (``sdim_pool.cpp``) forward and backward. The same sums as the
-    torch loop below; the gradient reaches the embedding tables through ``inherent``."""
-
-    @staticmethod
-    def forward(ctx, Kall, lib, inp):  # noqa: ANN001 -- autograd's signature
-        ctx.lib, ctx.inp, ctx.V = lib, inp, Kall.shape[0]
-        return native.sdim_pool_forward(lib, Kall, inp)
-
-    @staticmethod
-    def backward(ctx, d_v):  # noqa: ANN001
-        return native.sdim_pool_backward(ctx.lib, d_v, ctx.V, ctx.inp), None, None
-
-
-class SdimLinear(nn.Module):
-    """Original SDIM aggregation: per signature group, sum the inherent features of behaviours
-    whose signature collides with the target's, l2-normalise, average over groups. No ESU."""
-
-    def __init__(self, gsu: SdimGSU, H: int, d_out: int):
-        super().__init__()
-        self.gsu = gsu
-        self.proj = nn.Linear(H, d_out)
-
-    def forward(self, emb: FeatureEmbedder, x: GsuInput) -> torch.Tensor:
-        # Only the items the batch reads, renumbered, once the catalogue outgrows the batch.
-        items, x = compact_items(x, emb.n_items) if x.fast else (None, x)
-        table = self.gsu.buckets(items)  # (n_items + 1, G), or (U, G)
-        n_b, G = 2**self.gsu.tau, self.gsu.groups
-        lib = native.sdim_pool_lib(table, x.hist_item) if x.fast else None
-        if lib is not None:  # the kernel: each behaviour's row added where a target collides
-            ids = torch.arange(table.shape[0], device=table.device) if items is None else items
-            inp = native.SdimPoolInput(table, n_b, x.hist_item, x.n_valid(), x.target, x.req)
-            v = _SdimPool.apply(emb.inherent(ids), lib, inp)  # (B, G, H)
-            return self.proj(F.normalize(v, dim=-1).sum(1) / G)
-        tgt = table[x.target]  # (B, G)
-        offset = n_b * torch.arange(x.n_req, device=tgt.device)[:, None]  # (R, 1)
-        # Bucket sums per request and group: (G, R * 2^tau, H). Each chunk's K_h is gathered
-        # once and added into all G groups' buckets (every behaviour lands in one bucket per
-        # group: the O(L G H) cost of the original SDIM aggregation).
-        sums: list[torch.Tensor | None] = [None] * G
-        for lo in range(0, x.length, x.chunk):
-            rows = x.hist_item[:, lo : lo + x.chunk]  # rows of ``table``
-            ids = rows if items is None else items[rows]  # item ids
-            k_h = (emb.inherent(ids) * x.valid[:, lo : lo + x.chunk, None]).flatten(0, 1)
-            bucket = table[rows] + offset[..., None]  # (R, c, G)
-            for g in range(G):
-                part = k_h.new_zeros(x.n_req * n_b, k_h.shape[-1])
-                part = part.index_add(0, bucket[..., g].flatten(), k_h)
-                sums[g] = part if sums[g] is None else sums[g] + part
-        out = 0.0
-        for g in range(G):
-            v = sums[g][x.req * n_b + tgt[:, g]]  # (B, H): the target's colliding bucket
-            out = out + F.normalize(v, dim=-1)
-        return self.proj(out / G)
+from .gsu import GSU, CpGSU, GsuInput, live_scores
 
 
 class CTRModel(nn.Module):
-    def __init__(
-        self,
-        cfg: ModelConfig,
-        ds: Dataset,
-        item_vectors: np.ndarray | None = None,
-        gsu_source: CTRModel | None = None,
-        cluster_codes: np.ndarray | None = None,
-    ):
+    def __init__(self, cfg: ModelConfig, ds: Dataset, **extras: Any):
+        """``extras``: what the lifelong module's prerequisite provides (SIM Soft's
+        ``item_vectors``, SIM Cluster's ``cluster_codes``, w/o Para-Con's ``gsu_source``; see
+        ``models/lifelong/``), passed to its ``build``."""
         super().__init__()
         self.cfg = cfg = cfg.validate()
         cross_names, cross_vocab = cross_schema(ds)
@@ -136,49 +41,19 @@ class CTRModel(nn.Module):
         att = dict(heads=cfg.heads, d_k=cfg.d_k, d_v=cfg.d_v, d_out=cfg.d_out,
                    shared_qk_init=cfg.shared_qk_init, qk_init_scale=cfg.qk_init_scale,
                    beta_init=cfg.beta_init)  # fmt: skip
-        mode = {"twin_raw": "raw", "twin_no_bias": "nobias"}.get(cfg.long_module, "split")
-        m = cfg.long_module
+        spec = registry.get(cfg.long_module)
+        registry.options_of(cfg)  # an unknown option fails here, before any table is built
         self.esu: TwinAttention | None = None
         self.gsu: GSU | None = None
         self.pool: nn.Module | None = None
-        if m in TWO_STAGE:
-            self.esu = TwinAttention(H, J, cd, mode=mode, **att)
-        if m == "din":
-            self.gsu = RecentGSU()
-        elif m == "sim_hard":
-            self.gsu = CodeMatchGSU(ds.items.features["category"])
-        elif m == "sim_soft":
-            if item_vectors is None:
-                raise ValueError(f"{m} needs pre-trained item vectors (item_vectors=...)")
-            self.gsu = SoftGSU(item_vectors)
-        elif m == "sim_cluster":
-            # The codes are computed beside the pre-trained vectors (training.pretrain.sim_extras:
-            # k-means with n_clusters and hash_seed); a model constructor runs no k-means.
-            if cluster_codes is None:
-                raise ValueError(
-                    "sim_cluster needs the k-means cluster id of every item (cluster_codes=...: "
-                    "training.pretrain.kmeans_codes(item_vectors, cfg.n_clusters, cfg.hash_seed))"
-                )
-            self.gsu = CodeMatchGSU(cluster_codes)
-        elif m == "eta":
-            self.gsu = EtaGSU(self.emb, cfg.eta_bits, cfg.hash_seed, cfg.hash_input)
-        elif m == "sdim":
-            self.gsu = SdimGSU(self.emb, cfg.sdim_bits, cfg.sdim_tau, cfg.hash_seed, cfg.hash_input)
-        elif m in ("twin", "twin_no_bias"):
-            self.gsu = CpGSU(self.emb, self.esu, cfg.cache_refresh)
-        elif m == "twin_raw":
-            self.gsu = LiveGSU(self.emb, self.esu)
-        elif m == "twin_no_paracon":
-            if gsu_source is None or gsu_source.cfg.long_module != "twin":
-                raise ValueError("twin_no_paracon needs a separately trained TWIN (gsu_source=...)")
-            # A frozen copy: its parameters drive the GSU and never see this model's gradient.
-            self.gsu_source = copy.deepcopy(gsu_source).requires_grad_(False)
-            self.gsu = CpGSU(self.gsu_source.emb, self.gsu_source.esu, cfg.cache_refresh)
-        elif m == "avg_pool":
-            self.pool = AvgPooling(H, cfg.d_out)
-        elif m == "sdim_linear":
-            sdim = SdimGSU(self.emb, cfg.sdim_bits, cfg.sdim_tau, cfg.hash_seed, cfg.hash_input)
-            self.pool = SdimLinear(sdim, H, cfg.d_out)
+        if spec.two_stage:  # a GSU, then the ESU every two-stage module shares
+            self.esu = TwinAttention(H, J, cd, mode=spec.esu_mode, **att)
+        ctx = registry.BuildContext(cfg, ds, self.emb, self.esu, dict(extras), owner=self)
+        branch = spec.build(ctx)
+        if spec.two_stage:
+            self.gsu = branch
+        else:  # the branch returns the interest vector itself: (emb, GsuInput) -> (B, d_out)
+            self.pool = branch
         self.short = TwinAttention(H, J, cd, mode="split", **att)  # own parameters
         width = cfg.d_out * 2 + self.emb.U + H
         if cfg.mlp_interaction:
@@ -331,6 +206,6 @@ class CTRModel(nn.Module):
 
 
 def build_model(cfg: ModelConfig, ds: Dataset, **extras: Any) -> CTRModel:
-    """The one constructor the study uses (extras: ``item_vectors``, ``gsu_source``,
-    ``cluster_codes``; ``training.experiment.prerequisite_extras`` makes them)."""
+    """The one constructor the study uses (extras: what the module's prerequisite provides,
+    ``registry.Prerequisite.provide``; ``training.experiment.prerequisite_extras`` runs it)."""
     return CTRModel(cfg, ds, **extras)

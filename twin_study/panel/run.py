@@ -26,6 +26,7 @@ from ..analysis.tables import finite_or_none
 from ..data import load_dataset
 from ..data.schema import Dataset
 from ..data.synthetic import generate
+from ..models import registry
 from ..models.config import ModelConfig
 from ..results import atomic_write_bytes
 from ..training.experiment import predictions_on_test
@@ -34,7 +35,7 @@ from . import stats
 from .spec import PanelError, PanelSpec, World
 
 # Table-4 labels -> lifelong module (SIM Cluster+ is SIM Cluster with the rule's cluster count).
-MODULE_OF = {label: module for module, label in sweeps.LABELS.items()} | {
+MODULE_OF = {registry.label(module): module for module in registry.names()} | {
     "SIM Cluster+": "sim_cluster"
 }
 

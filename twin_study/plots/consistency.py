@@ -3,7 +3,7 @@
 Each function takes ``ax=None``, draws on it or on a new figure, and returns the figure; save
 with ``twin_study.plots.base.savefig``. Inputs are tidy frames built in the notebook from
 ``twin_study.analysis.consistency.results_frame`` (one row per data set, model, seed and GSU
-output size). Models are labelled by the short name in ``models.config.LONG_MODULES``
+output size). Models are labelled by their label in ``models.registry``
 (``claims.consistency.model_label``).
 """
 

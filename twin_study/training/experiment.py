@@ -21,9 +21,11 @@ that does, bumps ``CACHE_VERSION``. Each ``result.json`` records what actually r
 
 Models that need another model first are built here too:
 * SIM Soft / SIM Cluster: item vectors (``ModelConfig.sim_vectors``) pre-trained by a DIN run
-  (see ``pretrain``);
-* TWIN w/o Para-Con: a separately trained TWIN (seed + ``AUX_SEED_OFFSET``) whose parameters,
-  frozen, drive the GSU.
+  (see ``models.pretrained``);
+* TWIN w/o Para-Con: a separately trained TWIN (seed + ``AUX_SEED_OFFSET`` of
+  ``models/lifelong/twin_ablations.py``) whose parameters, frozen, drive the GSU.
+
+Each module declares its prerequisite in its own file (``models.registry.Prerequisite``).
 """
 
 from __future__ import annotations
@@ -47,12 +49,11 @@ import torch
 
 from .. import paths
 from ..data.schema import Dataset
-from ..models import native
+from ..models import native, registry
 from ..models.config import ModelConfig
 from ..models.ctr import CTRModel, build_model
 from ..seed import seed_everything
 from .metrics import all_metrics
-from .pretrain import pretrained_vectors, sim_extras
 from .train import TrainConfig, TrainResult, evaluate, fit, predict
 
 # Bump when a change alters trained results (4: emb_init_std 0.3, emb_lr 0.2; 5: the learning
@@ -62,7 +63,6 @@ from .train import TrainConfig, TrainResult, evaluate, fit, predict
 # So is a kernel change that alters results (the kernels' sources are not in the key; see the
 # module docstring).
 CACHE_VERSION = 5
-AUX_SEED_OFFSET = 1000
 # Training options that do not change the result and so stay out of the cache key.
 _NOT_IN_KEY = {"progress", "device", "threads", "eval_batch_size"}
 
@@ -209,30 +209,26 @@ def prerequisites(model: ModelConfig, train: TrainConfig) -> list[tuple[ModelCon
 
     Parallel sweeps (``training.parallel``) train these in an earlier wave, so that two
     workers never train the same prerequisite at the same time."""
-    m = model.long_module
-    if m in ("sim_soft", "sim_cluster"):
-        # Fields DIN does not use are reset to their defaults, so that every SIM variant (and
-        # the sweep's own DIN row) shares one pre-training run.
-        din = dataclasses.replace(model, long_module="din", n_clusters=100,
-                                  sim_vectors="inherent", hash_input="inherent")  # fmt: skip
-        return [(din, train)]
-    if m == "twin_no_paracon":
-        aux_train = dataclasses.replace(train, seed=train.seed + AUX_SEED_OFFSET)
-        return [(dataclasses.replace(model, long_module="twin"), aux_train)]
-    return []
+    pre = registry.get(model.long_module).prerequisite
+    if pre is None:
+        return []
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    aux = dataclasses.replace(model, long_module=pre.module,
+                              **{name: defaults[name] for name in pre.reset})  # fmt: skip
+    aux_train = dataclasses.replace(train, seed=train.seed + pre.seed_offset)
+    return [(aux, aux_train)]
 
 
 def prerequisite_extras(
     ds: Dataset, model: ModelConfig, train: TrainConfig, cache: bool
 ) -> dict[str, Any]:
     """The ``build_model`` extras of a run, from its ``prerequisites`` (run or loaded here):
-    SIM Soft's item vectors, SIM Cluster's k-means codes, w/o Para-Con's GSU source."""
+    SIM Soft's item vectors, SIM Cluster's k-means codes, w/o Para-Con's GSU source (what the
+    module's ``registry.Prerequisite.provide`` makes of the trained model)."""
     pre = [run(ds, m, t, cache=cache) for m, t in prerequisites(model, train)]
-    if model.long_module in ("sim_soft", "sim_cluster"):
-        return sim_extras(model, pretrained_vectors(pre[0].model, model.sim_vectors))
-    if model.long_module == "twin_no_paracon":
-        return {"gsu_source": pre[0].model}
-    return {}
+    if not pre:
+        return {}
+    return registry.get(model.long_module).prerequisite.provide(model, pre[0].model)
 
 
 def _complete(folder: Path) -> bool:

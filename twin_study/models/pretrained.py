@@ -1,4 +1,4 @@
-"""Pre-trained item vectors for SIM Soft and SIM Cluster.
+"""What SIM Soft and SIM Cluster get from a pre-trained model: item vectors and k-means codes.
 
 TWIN does not say how its SIM baselines' vectors were pre-trained (SIM itself learns them with
 an auxiliary CTR loss on the long sequence). Our documented choice: train a DIN model (the same
@@ -6,8 +6,8 @@ CTR model with attention over the most recent k behaviours) on the same training
 sweep's TrainConfig, and take its K_h of every item (``ModelConfig.sim_vectors = "inherent"``:
 id + author + category + ... embeddings, the features TWIN's keys see). The item-id embedding
 alone (``"item_id"``, the first choice) barely moves from its N(0, 1) init in a short run, so
-retrieval by it was near random. SIM Cluster runs k-means on the same vectors (``sim_extras``:
-the codes are computed here and passed to the model, which runs no k-means itself).
+retrieval by it was near random. SIM Cluster runs k-means on the same vectors (``kmeans_codes``,
+once per run in its prerequisite's ``provide``: a model constructor runs no k-means).
 ``analysis.retrieval.vector_separation`` reports how well a table separates authors and
 categories.
 """
@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from ..models.config import ModelConfig
-from ..models.ctr import CTRModel
+# The DIN that pre-trains SIM's vectors is this run's config with ``long_module="din"`` and
+# these fields (which DIN does not read) reset to their defaults, so that every SIM variant
+# (and a sweep's own DIN row) shares one pre-training run.
+DIN_RESET = ("n_clusters", "sim_vectors", "hash_input")
 
-
-def pretrained_vectors(model: CTRModel, source: str = "inherent") -> np.ndarray:
+def pretrained_vectors(model: Any, source: str = "inherent") -> np.ndarray:
     """(n_items + 1, D) item vectors of a trained model (row 0 = padding), as SIM gets them."""
     return model.emb.item_vectors(source).detach().cpu().numpy()
 
@@ -52,12 +53,3 @@ def kmeans_codes(
         step = 1 << 20  # assign in blocks: a bounded distance matrix
         labels = np.concatenate([km.predict(x[i : i + step]) for i in range(0, len(x), step)])
     return np.concatenate([[0], labels + 1]).astype(np.int64)
-
-
-def sim_extras(model: ModelConfig, vectors: np.ndarray) -> dict[str, Any]:
-    """What SIM Soft / SIM Cluster's ``build_model`` takes from pre-trained item ``vectors``:
-    SIM Soft the vectors (``item_vectors``), SIM Cluster their k-means codes
-    (``cluster_codes``, ``model.n_clusters`` clusters seeded by ``model.hash_seed``)."""
-    if model.long_module == "sim_cluster":
-        return {"cluster_codes": kmeans_codes(vectors, model.n_clusters, model.hash_seed)}
-    return {"item_vectors": vectors}
