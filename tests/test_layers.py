@@ -273,7 +273,7 @@ def test_the_scan_sees_the_package(modules):
     edges = {(i.source, i.target) for i in s.imports}
     assert ("twin_study.training.experiment", "twin_study.models.ctr") in edges
     assert ("twin_study.analysis.sweeps", "twin_study.training.params") in edges
-    assert ("twin_study.models.ctr", "twin_study.models.registry") in edges  # from . import registry
+    assert ("twin_study.models.ctr", "twin_study.models.registry") in edges  # from . import
     assert len(modules) > 50 and len(edges) > 100
     # The CLI entry points keep torch out by importing their work inside functions.
     assert any(
