@@ -10,6 +10,7 @@ vectors (``models.pretrained.pretrained_vectors``), a trained SIM Soft's table
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,7 +18,12 @@ import pandas as pd
 import torch
 
 from ..data.schema import Dataset, ItemTable
-from ..models.pretrained import kmeans_codes
+from ..models.config import ModelConfig
+from ..models.ctr import build_model
+from ..models.pretrained import kmeans_codes, pretrained_vectors
+from ..seed import seed_everything
+from ..training import experiment
+from ..training.train import TrainConfig
 
 TOP_N = 10  # neighbours per query item in the inner-product neighbour precision
 
@@ -86,6 +92,30 @@ def vector_separation(
             ),  # fmt: skip
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("feature")
+
+
+def sim_vector_separation(
+    ds: Dataset, sim: ModelConfig, train: TrainConfig, n_clusters: int = 50, seed: int = 0
+) -> pd.DataFrame:
+    """``vector_separation`` of the item vectors SIM Soft / SIM Cluster config ``sim``
+    retrieves with (``sim.sim_vectors`` of its pre-training DIN, ``experiment.prerequisites``),
+    beside the same vectors of an untrained DIN (the structure ``K_h``'s construction gives
+    alone: items of one author share its author and category rows). The DIN is trained with
+    ``train`` (or loaded from the results cache: with the table's own settings it is the
+    table's DIN run). Rows of both, with columns ``vectors`` ("trained DIN" / "untrained
+    DIN") and ``dataset``. ``seed`` is the DIN's training seed (seed 0: the table's first
+    run), the untrained DIN's init and the k-means' seed, as SIM Cluster runs it with
+    ``n_clusters``."""
+    din_cfg, din_train = experiment.prerequisites(sim, dataclasses.replace(train, seed=seed))[0]
+    trained = experiment.run(ds, din_cfg, din_train).model
+    seed_everything(seed)
+    untrained = build_model(din_cfg, ds)
+    rows = []
+    for which, m in (("trained DIN", trained), ("untrained DIN", untrained)):
+        vecs = pretrained_vectors(m, sim.sim_vectors)
+        sep = vector_separation(vecs, ds, n_clusters=n_clusters, seed=seed)
+        rows.append(sep.assign(vectors=which, dataset=ds.name))
+    return pd.concat(rows, ignore_index=True)
 
 
 def _same_code_cosine(

@@ -149,6 +149,7 @@ def sweep(
     runner: Callable | None = None,
     jobs: int | None = None,
     dask: str | None = None,
+    on_run: Callable[[Setting, int, Any], Mapping[str, Any] | None] | None = None,
 ) -> pd.DataFrame:
     """Train (or load from the results cache) every setting with every seed.
 
@@ -161,6 +162,12 @@ def sweep(
     worker processes or on a Dask cluster (``training.parallel``; default from
     ``$TWIN_STUDY_JOBS`` / ``$TWIN_STUDY_DASK``, else one after another in this process),
     then every row is read from the cache; ``cached`` is False for the runs trained here.
+
+    ``on_run(setting, seed, result)`` is called in this process with each run's
+    ``RunResult`` as soon as it is trained or loaded, before the next run replaces it; the
+    columns it returns (a mapping, or None for none) join the run's row. A study that needs
+    the trained model itself (02 measures each model's consistency) uses it, so the model is
+    loaded once and the sweep still trains in parallel.
     """
     seeds = list(seeds)
     pairs = [(s, seed) for s in settings for seed in seeds]
@@ -175,6 +182,7 @@ def sweep(
         bar.set_postfix_str(f"{setting.label} seed {seed}")
         res = runner(ds, setting.model, setting.train_config(train, seed))
         m = res.metrics[split]
+        extra = (on_run(setting, seed, res) or {}) if on_run is not None else {}
         rows.append(
             {
                 "dataset": ds.name,
@@ -191,6 +199,7 @@ def sweep(
                 "samples_per_second": res.train.get("samples_per_second"),
                 "cached": res.cached and res.key not in trained,
                 "key": res.key,
+                **extra,
             }
         )
     return pd.DataFrame(rows)
