@@ -42,7 +42,6 @@ class CTRModel(nn.Module):
                    shared_qk_init=cfg.shared_qk_init, qk_init_scale=cfg.qk_init_scale,
                    beta_init=cfg.beta_init)  # fmt: skip
         spec = registry.get(cfg.long_module)
-        registry.options_of(cfg)  # an unknown option fails here, before any table is built
         self.esu: TwinAttention | None = None
         self.gsu: GSU | None = None
         self.pool: nn.Module | None = None
