@@ -33,6 +33,12 @@ Choices (each a field of ``ClusterConfig``):
   has no meaning (and the engagement code is shared within a group anyway). Its time is the most
   recent member's, so the time-gap feature of a virtual item is the gap to its most recent
   member. Within a user, virtual items are ordered by that member, oldest first, like the log.
+* **Batches** (``LifecycleSampleBuilder``): raw recent behaviours first, then virtual items,
+  most recent first, with ``Batch.hist_size``; the short window stays raw (see the class).
+  ``Batch.hist_pos`` refuses such batches; ``slot_sources`` names what stands behind a slot.
+
+Speed: one user's 10^5 behaviours cluster in about 0.4 s on one core (d = 32 keys, cap 20;
+``benchmarks/lifecycle_speed.py``).
 """
 
 from __future__ import annotations
@@ -187,7 +193,9 @@ def sq_dist(p_t: np.ndarray, sq_norm: np.ndarray, centres: np.ndarray) -> np.nda
     return np.maximum(dist, 0)
 
 
-def kmeans_pp(p: np.ndarray, p_t: np.ndarray, counts: np.ndarray, k_max: int, rng):
+def kmeans_pp(
+    p: np.ndarray, p_t: np.ndarray, counts: np.ndarray, k_max: int, rng: np.random.Generator
+) -> np.ndarray:
     """(S, k_max, d) k-means++ seeds per set: the first uniformly, each next one with
     probability proportional to the squared distance to the nearest seed so far."""
     S, nmax, _ = p.shape
@@ -210,17 +218,19 @@ def nearest(p_t: np.ndarray, centres: np.ndarray, used: np.ndarray) -> np.ndarra
     """(S, nmax) nearest centre of every point; ``used`` (S, k_max) masks a set's spare
     centres. |p|^2 is the same for every centre, so it is left out; the argmin over the few
     centres is a loop of comparisons over whole arrays (faster than argmin on a short axis)."""
-    sq = np.where(used, (centres**2).sum(-1), np.inf)[:, :, None]
-    score = sq - 2 * (centres @ p_t)  # (S, k_max, nmax)
+    score = (-2 * centres) @ p_t  # (S, k_max, nmax)
+    score += np.where(used, (centres**2).sum(-1), np.inf)[:, :, None]
     best, label = score[:, 0], np.zeros(score[:, 0].shape, dtype=np.int64)
     for j in range(1, score.shape[1]):
         closer = score[:, j] < best
-        best = np.where(closer, score[:, j], best)
+        best = np.minimum(best, score[:, j])
         label[closer] = j
     return label
 
 
-def mean_of_members(p: np.ndarray, valid: np.ndarray, label: np.ndarray, centres: np.ndarray):
+def mean_of_members(
+    p: np.ndarray, valid: np.ndarray, label: np.ndarray, centres: np.ndarray
+) -> np.ndarray:
     """Centres moved to their members' mean; a centre left without members stays put."""
     k = np.arange(centres.shape[1])[None, :, None]
     onehot = ((label[:, None, :] == k) & valid[:, None, :]).astype(p.dtype)  # (S, k, nmax)
@@ -228,7 +238,9 @@ def mean_of_members(p: np.ndarray, valid: np.ndarray, label: np.ndarray, centres
     return np.where(count > 0, (onehot @ p) / np.maximum(count, 1), centres)
 
 
-def kmeans_sets(p: np.ndarray, counts: np.ndarray, cfg: ClusterConfig, rng) -> np.ndarray:
+def kmeans_sets(
+    p: np.ndarray, counts: np.ndarray, cfg: ClusterConfig, rng: np.random.Generator
+) -> np.ndarray:
     """(S, nmax) part of every point of S padded sets, each set split into its own delta
     parts; a set whose points all land in one part is split in halves by position instead."""
     k = n_parts(counts, cfg.split_exponent)
@@ -240,8 +252,16 @@ def kmeans_sets(p: np.ndarray, counts: np.ndarray, cfg: ClusterConfig, rng) -> n
     return halves_if_degenerate(label, valid, counts)
 
 
-def lloyd(p, p_t, valid, used, centres, iters: int) -> np.ndarray:
-    """(S, nmax) labels after at most ``iters`` assignment steps, each set stopping once its
+def lloyd(
+    p: np.ndarray,
+    p_t: np.ndarray,
+    valid: np.ndarray,
+    used: np.ndarray,
+    centres: np.ndarray,
+    iters: int,
+) -> np.ndarray:
+    """(S, nmax) labels after at most ``iters`` Lloyd iterations (centres to their members' mean,
+    points to the nearest centre) after the first assignment, each set stopping once its
     assignment no longer changes.
 
     Iterating a converged set again changes nothing (same labels, same means), so the loop works
@@ -251,7 +271,7 @@ def lloyd(p, p_t, valid, used, centres, iters: int) -> np.ndarray:
     rows = np.arange(len(p))  # sets in the working copies
     moving = np.ones(len(p), dtype=bool)
     work = (p, p_t, valid, used)
-    for _ in range(iters - 1):
+    for _ in range(iters):
         if not moving.any():
             break
         if moving.sum() <= len(rows) // 2:
@@ -273,7 +293,9 @@ def halves_if_degenerate(label: np.ndarray, valid: np.ndarray, counts: np.ndarra
     return np.where(one_part[:, None], halves, label)
 
 
-def split_sets(x: np.ndarray, set_of: np.ndarray, cfg: ClusterConfig, rng) -> np.ndarray:
+def split_sets(
+    x: np.ndarray, set_of: np.ndarray, cfg: ClusterConfig, rng: np.random.Generator
+) -> np.ndarray:
     """(n,) part (in [0, k_max)) of every point; sets are batched by size class (powers of
     two) so that padding costs at most a factor of two."""
     counts = np.bincount(set_of)
@@ -290,7 +312,9 @@ def split_sets(x: np.ndarray, set_of: np.ndarray, cfg: ClusterConfig, rng) -> np
     return part
 
 
-def cluster_points(x: np.ndarray, group: np.ndarray, cfg: ClusterConfig, rng) -> np.ndarray:
+def cluster_points(
+    x: np.ndarray, group: np.ndarray, cfg: ClusterConfig, rng: np.random.Generator | None
+) -> np.ndarray:
     """(n,) cluster id of every point: recursive k-means within each group, one depth of the
     recursion at a time for all sets together. Every point gets exactly one id, no cluster
     exceeds ``cfg.cap`` and no cluster mixes groups."""
@@ -339,7 +363,9 @@ def representatives(x: np.ndarray, label: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(np.where(nearest_one, order, -1), starts)  # the most recent
 
 
-def cluster_user(x: np.ndarray, group: np.ndarray, cfg: ClusterConfig, rng):
+def cluster_user(
+    x: np.ndarray, group: np.ndarray, cfg: ClusterConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One user's complete blocks: (n,) cluster ids in time order, plus per cluster the local
     index of the representative, of the most recent member, and the size."""
     block_of = np.arange(len(x)) // cfg.block
