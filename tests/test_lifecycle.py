@@ -140,8 +140,9 @@ def test_virtual_items_follow_the_rule(ds, keys, comp):
 
 def test_tied_representative_is_the_most_recent():
     x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
-    label = cluster_points(x, np.zeros(4, dtype=np.int64), ClusterConfig(cap=4, block=4), None)
-    assert (label == 0).all()  # fits the cap: never split, so no generator is needed
+    cfg, rng = ClusterConfig(cap=4, block=4), np.random.default_rng(0)
+    label = cluster_points(x, np.zeros(4, dtype=np.int64), cfg, rng)
+    assert (label == 0).all()  # fits the cap: never split
     ds = generate(SyntheticConfig(n_users=2, n_items=60, n_authors=40, n_categories=4,
                                   interests=(1, 2), history_len=8, history_min=8,
                                   history_max=8, requests_per_user=1, seed=0))  # fmt: skip

@@ -313,7 +313,7 @@ def split_sets(
 
 
 def cluster_points(
-    x: np.ndarray, group: np.ndarray, cfg: ClusterConfig, rng: np.random.Generator | None
+    x: np.ndarray, group: np.ndarray, cfg: ClusterConfig, rng: np.random.Generator
 ) -> np.ndarray:
     """(n,) cluster id of every point: recursive k-means within each group, one depth of the
     recursion at a time for all sets together. Every point gets exactly one id, no cluster
