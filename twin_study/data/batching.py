@@ -55,9 +55,16 @@ class Batch:
     hist_cross: torch.Tensor  # (R, W, J) cross-feature codes (0 at padding)
     hist_len: torch.Tensor  # (R,) number of valid slots (<= W)
     hist_end: torch.Tensor  # (R,) log index one past the request's last behaviour
+    # (R, W) int64 behaviours behind each slot, 0 at padding: set only by builders whose slots
+    # may stand for several behaviours (TWIN-V2's virtual items, data/lifecycle.py); None means
+    # every slot is one raw behaviour.
+    hist_size: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        def move(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.to(device)
+
+        return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
     @property
     def width(self) -> int:
@@ -66,7 +73,13 @@ class Batch:
     @property
     def hist_pos(self) -> torch.Tensor:
         """(R, W) absolute log index of each slot, -1 = padding (built on demand: only the
-        analyses need it)."""
+        analyses need it). Only for raw histories: the slots of a compressed batch are not
+        consecutive log positions (see ``LifecycleSampleBuilder.slot_sources``)."""
+        if self.hist_size is not None:
+            raise ValueError(
+                "hist_pos: this batch holds virtual items (hist_size is set), whose slots are "
+                "not consecutive log positions; use LifecycleSampleBuilder.slot_sources"
+            )
         slot = torch.arange(self.width, device=self.hist_end.device)
         return torch.where(self.mask(), self.hist_end[:, None] - 1 - slot, -1)
 
@@ -104,30 +117,49 @@ class SampleBuilder:
 
     def build(self, sample_idx: np.ndarray) -> Batch:
         """Batch for the given samples (in this order); samples of a request share a row."""
-        sample_idx = np.asarray(sample_idx, dtype=np.int64)
-        if sample_idx.size == 0:
-            raise ValueError("cannot build a batch from zero samples")
-        s = self.ds.samples
-        req_ids, first, req = np.unique(
-            s.request[sample_idx], return_index=True, return_inverse=True
-        )
-        rows = sample_idx[first]  # one representative sample per request
-        end = s.hist_end[rows]
+        sample_idx, req, rows = self.request_rows(sample_idx)
+        end = self.ds.samples.hist_end[rows]
         n_valid = np.minimum(end - self._start[rows], self.width)  # (R,)
         if self.impl == "reference":
             item, cross = self._gather_reference(rows, end, n_valid)
         else:
             item, cross = self._gather_slices(rows, end, n_valid)
+        return self.make_batch(sample_idx, req, rows, item, cross, n_valid)
+
+    def request_rows(self, sample_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The samples (int64), the history row of each (its request), and one representative
+        sample per row: samples of one request share a row."""
+        sample_idx = np.asarray(sample_idx, dtype=np.int64)
+        if sample_idx.size == 0:
+            raise ValueError("cannot build a batch from zero samples")
+        _, first, req = np.unique(
+            self.ds.samples.request[sample_idx], return_index=True, return_inverse=True
+        )
+        return sample_idx, req.astype(np.int64).reshape(-1), sample_idx[first]
+
+    def make_batch(
+        self,
+        sample_idx: np.ndarray,
+        req: np.ndarray,
+        rows: np.ndarray,
+        item: np.ndarray,
+        cross: np.ndarray,
+        n_valid: np.ndarray,
+        size: np.ndarray | None = None,
+    ) -> Batch:
+        """The ``Batch`` of gathered history rows (``size``: behaviours per slot, if not 1)."""
+        s = self.ds.samples
         return Batch(
             sample_idx=torch.from_numpy(sample_idx),
             user=torch.from_numpy(s.user[sample_idx].astype(np.int64)),
             target=torch.from_numpy(s.item[sample_idx].astype(np.int64)),
             label=torch.from_numpy(s.label[sample_idx].astype(np.float32)),
-            req=torch.from_numpy(req.astype(np.int64).reshape(-1)),
+            req=torch.from_numpy(req),
             hist_item=torch.from_numpy(item),
             hist_cross=torch.from_numpy(cross),
             hist_len=torch.from_numpy(n_valid.astype(np.int64)),
-            hist_end=torch.from_numpy(end.astype(np.int64)),
+            hist_end=torch.from_numpy(s.hist_end[rows].astype(np.int64)),
+            hist_size=None if size is None else torch.from_numpy(size),
         )
 
     def _gather_reference(self, rows: np.ndarray, end: np.ndarray, n_valid: np.ndarray):
