@@ -46,12 +46,36 @@ The generative story (all numbers are ``SyntheticConfig`` fields):
   list instead of a uniform one, so the authors a user watched early are not the ones they
   watch late. The drift draws come from their own random stream and the main stream is
   consumed as at 0, so worlds that differ only in drift share everything else.
+
+Life-cycle worlds (TWIN-V2, issue 26; presets in ``LIFECYCLE_WORLDS``/``lifecycle_params``).
+TWIN-V2 claims that clustering the whole lifelong history (10^5 behaviours) beats TWIN, which
+reads only the last ``window`` (10^4) behaviours, and that the gain comes from targets whose
+evidence lies beyond that window: interests that went quiet long ago and come back.
+
+* ``p_target_from_dormant`` (default 0: off): a share of the candidates is redrawn from the
+  user's dormant interests, which stopped at ``dormant_end`` of the span, long before the
+  requests (the last ``request_window``). With ``count`` truth their click counts the user's
+  lifetime relevant behaviours, which then all lie beyond a window that covers less than the
+  time since ``dormant_end``. The redraws use their own random stream, so a world with this
+  knob shares every behaviour and every other target with the world without it.
+* ``truth_window`` (default 0: the whole visible history counts): the click truth and the
+  relevant behaviours are limited to the last ``truth_window`` behaviours before the request.
+  Set to the window, everything that matters lies inside it: the *control* world, in which
+  TWIN-V2 should match TWIN and not beat it (no model can beat the Bayes truth, and it reads
+  only what TWIN reads). Only ``p_true``, the labels and the relevant sets change: the
+  behaviours, requests and targets are those of the world at 0, so the pair differs only in
+  where the evidence lies.
+
+``relevant_beyond`` counts, per sample, the planted relevant behaviours older than a window:
+the quantity the gain should concentrate on.
 """
 
 from __future__ import annotations
 
 import time as _time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -108,6 +132,13 @@ class SyntheticConfig:
     nearest_floor: float = 0.05  # "nearest": a behaviour below this kernel value is irrelevant
     # Interest drift over a lifetime (0: none; the favourite authors are drawn uniformly).
     interest_drift: float = 0.0
+    # Life-cycle knobs (see "Life-cycle worlds" in the module docstring; 0 = off for both).
+    # Share of candidates whose target is drawn from one of the user's dormant interests, on
+    # top of the interest draw above (0: only that draw, which may land on a dormant interest).
+    p_target_from_dormant: float = 0.0
+    # Behaviours the click truth reaches back: only relevant behaviours among the last
+    # ``truth_window`` before the request count (0: the whole visible history counts).
+    truth_window: int = 0
     name: str = ""  # data set name; empty: "synthetic" (plus the off-category marker)
     split_quantiles: tuple[float, float] = (0.8, 0.9)  # request-time cut points train|valid|test
     seed: int = 0
@@ -160,9 +191,32 @@ class SyntheticConfig:
             "nearest_scale must be > 0 and nearest_floor in [0, 1)",
         )
         need(self.interest_drift >= 0, f"interest_drift must be >= 0, got {self.interest_drift}")
+        self._validate_lifecycle(need)
         q0, q1 = self.split_quantiles
         need(0 < q0 < q1 < 1, "split_quantiles must be 0 < train < valid < 1")
         return self
+
+    def _validate_lifecycle(self, need: Callable[[bool, str], None]) -> None:
+        """The dormancy and life-cycle knobs: ranges, and dormant targets need dormant interests."""
+        a, b = self.dormant_end
+        need(0.0 <= a <= b <= 1.0, f"dormant_end must be 0 <= start <= end <= 1, got {(a, b)}")
+        need(
+            0.0 <= self.dormant_frac <= 1.0,
+            f"dormant_frac must be in [0, 1], got {self.dormant_frac}",
+        )
+        p = self.p_target_from_dormant
+        need(0.0 <= p <= 1.0, f"p_target_from_dormant must be in [0, 1], got {p}")
+        need(
+            p == 0.0 or (self.dormant_frac > 0 and self.interests[1] >= 2),
+            "p_target_from_dormant > 0 needs dormant interests: dormant_frac > 0 and interests "
+            f"up to >= 2 (the first stays active), got dormant_frac={self.dormant_frac}, "
+            f"interests={self.interests}",
+        )
+        w = self.truth_window
+        need(
+            isinstance(w, int | np.integer) and not isinstance(w, bool) and w >= 0,
+            f"truth_window must be a whole number of behaviours >= 0 (0: no limit), got {w!r}",
+        )
 
 
 def _items(cfg: SyntheticConfig, rng: np.random.Generator):
@@ -253,6 +307,61 @@ def dataset_name(cfg: SyntheticConfig) -> str:
     return "synthetic" if x == 0.0 else f"synthetic-offcat{x:g}"
 
 
+# --- life-cycle worlds (issue 26, TWIN-V2) ------------------------------------------------
+
+# TWIN's window, in behaviours, at each size: the paper's 10^4 and a quick tenth-scale one.
+LIFECYCLE_WINDOW = {"quick": 500, "paper": 10_000}
+# The size of each world. "quick": seconds to generate (tests, notebook drafts); "paper":
+# histories of 10^5 (the paper's cut; about half the users reach it), 10x TWIN's window;
+# 200 users x 10^5 (1.8e7 behaviours): peak 0.8 GB, ~17 s (measured for issue 26; both grow
+# linearly with n_users, so a few hundred users fit a 24 GB machine with room to spare).
+_LIFECYCLE_SIZE: dict[str, dict[str, Any]] = {
+    "quick": {"n_users": 40, "n_items": 2000, "n_authors": 200, "history_len": 3000,
+              "history_sigma": 0.2, "history_min": 1500, "history_max": 5000},
+    "paper": {"n_users": 200, "history_len": 100_000, "history_sigma": 0.3,
+              "history_min": 40_000, "history_max": 100_000},
+}  # fmt: skip
+# What makes a world life-cycle: half the interests dormant, stopping within the first 40 %
+# of the span, so beyond the window at every request (requests start at 80 % of the span and
+# the window covers at most ~40 % of it at the shortest histories), and 30 % of candidates
+# drawn from them.
+_LIFECYCLE_SHAPE: dict[str, Any] = {
+    "dormant_frac": 0.5,
+    "dormant_end": (0.1, 0.4),
+    "p_target_from_dormant": 0.3,
+}
+
+
+def lifecycle_params(world: str = "lifecycle", size: str = "quick") -> dict[str, Any]:
+    """``SyntheticConfig`` overrides of a life-cycle world, for ``load_dataset("synthetic",
+    **params)``: ``world`` "lifecycle" or "lifecycle_control", ``size`` "quick" or "paper".
+
+    * "lifecycle" tests TWIN-V2's main claim (V2 > TWIN at equal GSU length, the gain on
+      targets whose relevant behaviours lie beyond ``LIFECYCLE_WINDOW[size]``, growing with
+      history length): dormant interests come back as targets, and their click counts the
+      lifetime relevant behaviours.
+    * "lifecycle_control" tests the null: the same world with ``truth_window`` equal to the
+      window, so everything that matters lies in the last window and V2 should match TWIN,
+      not beat it. It shares behaviours, requests and targets with "lifecycle".
+    """
+    if world not in ("lifecycle", "lifecycle_control"):
+        raise ValueError(
+            f"unknown life-cycle world {world!r}; choose lifecycle or lifecycle_control"
+        )
+    if size not in _LIFECYCLE_SIZE:
+        raise ValueError(
+            f"unknown life-cycle size {size!r}; choose one of {sorted(_LIFECYCLE_SIZE)}"
+        )
+    control = {"truth_window": LIFECYCLE_WINDOW[size]} if world == "lifecycle_control" else {}
+    return {**_LIFECYCLE_SIZE[size], **_LIFECYCLE_SHAPE, **control, "name": world}
+
+
+# The two worlds at the quick size (``lifecycle_params(world, "paper")`` for the paper's).
+LIFECYCLE_WORLDS: dict[str, dict[str, Any]] = {
+    w: lifecycle_params(w) for w in ("lifecycle", "lifecycle_control")
+}
+
+
 def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Dataset:
     """Generate a synthetic lifelong-behaviour data set; deterministic for ``cfg.seed``."""
     cfg = (cfg or SyntheticConfig()).validate()
@@ -287,6 +396,8 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
 
     drift = cfg.interest_drift
     rng_drift = np.random.default_rng([cfg.seed, _DRIFT_STREAM]) if drift > 0 else None
+    lifecycle = cfg.p_target_from_dormant > 0
+    rng_life = np.random.default_rng([cfg.seed, _LIFECYCLE_STREAM]) if lifecycle else None
     nearest = cfg.truth == "nearest"
     s_evidence = np.empty(n_smp, dtype=np.float64)  # what the logit reads per sample
 
@@ -363,6 +474,10 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
             pos = drifted(np.zeros(per_user), np.repeat(r_time, c) / span)
             draws = [min(int(p * len(fav[i])), len(fav[i]) - 1)
                      for i, p in zip(pick_int, pos, strict=True)]  # fmt: skip
+        if rng_life is not None:  # a share of targets from dormant interests (own stream)
+            from_int, pick_int, draws = _dormant_targets(
+                cfg.p_target_from_dormant, rng_life, dormant, fav, from_int, pick_int, draws
+            )
         pick_auth = np.array([fav[i][j] for i, j in zip(pick_int, draws, strict=True)])
         a_lo, a_hi = author_ptr[pick_auth], author_ptr[pick_auth + 1]
         tgt = np.where(
@@ -377,7 +492,7 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
         s_end[sl] = lo + ends
         s_from_interest[sl] = from_int
         s_dormant[sl] = from_int & dormant[pick_int]
-        visible = engaged[None, :] & (np.arange(n)[None, :] < ends[:, None])
+        visible = _truth_visible(engaged, ends, cfg.truth_window)
         if nearest:
             rel, s_evidence[sl] = _nearest_relevant(cfg, latent, tgt, item, visible)
         else:
@@ -435,6 +550,77 @@ def generate(cfg: SyntheticConfig | None = None, progress: bool = False) -> Data
         },
     )
     return ds.validate()
+
+
+# Entropy of the life-cycle (dormant target) stream (any fixed number would do).
+_LIFECYCLE_STREAM = 0x11FEC7C1E
+
+
+def _dormant_targets(
+    p: float,
+    rng_life: np.random.Generator,
+    dormant: np.ndarray,
+    fav: list[np.ndarray],
+    from_int: np.ndarray,
+    pick_int: np.ndarray,
+    draws: list[int],
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Redraw a share ``p`` of one user's candidates from the user's dormant interests.
+
+    Returns the new ``(from_int, pick_int, draws)``: for a redrawn candidate, a dormant
+    interest uniformly and a favourite author of it uniformly (interest drift is not applied
+    to them). Why a stream of its own: the main stream's draws stay as they are, so worlds
+    that differ only in ``p`` share every behaviour and every other target. Three uniforms
+    per candidate are drawn whatever ``p`` is and whether or not the user has a dormant
+    interest, so the candidates redrawn at a smaller ``p`` are a subset of those at a larger
+    one, with the same targets. A user without dormant interests keeps the main draw.
+    """
+    u, v, w = rng_life.random((3, len(pick_int)))
+    sleeping = np.flatnonzero(dormant)
+    if len(sleeping) == 0:
+        return from_int, pick_int, draws
+    take = u < p
+    pick = np.where(take, sleeping[(v * len(sleeping)).astype(np.int64)], pick_int)
+    new = [int(wj * len(fav[i])) if t else d
+           for t, i, wj, d in zip(take, pick, w, draws, strict=True)]  # fmt: skip
+    return from_int | take, pick, new
+
+
+def _truth_visible(engaged: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
+    """(C, n) the behaviours the click truth may read: engaged, before the request, and with
+    ``window`` > 0 among the last ``window`` behaviours before it (the life-cycle control)."""
+    pos = np.arange(len(engaged))[None, :]
+    visible = engaged[None, :] & (pos < ends[:, None])
+    if window > 0:
+        visible &= pos >= ends[:, None] - window
+    return visible
+
+
+def relevant_beyond(
+    ds: Dataset, sample_idx: np.ndarray | None = None, window: int = 10_000
+) -> np.ndarray:
+    """(len(sample_idx),) how many of each sample's relevant behaviours lie beyond ``window``:
+    older than the last ``window`` behaviours before its request.
+
+    Why: TWIN-V2's claim is a gain on targets whose evidence a window-``window`` model (TWIN)
+    cannot see, so the analysis buckets samples by this count (or by the share
+    ``relevant_beyond(...) / np.diff(ds.relevant_ptr)[sample_idx]``). "Relevant" is the
+    planted truth, ``ds.relevant_ptr/relevant_idx``: the behaviours that drive ``p_true``.
+    ``sample_idx`` None means every sample. Vectorised over the CSR arrays: ~10^4 samples
+    with thousands of relevant behaviours each take milliseconds.
+    """
+    if ds.relevant_ptr is None or ds.relevant_idx is None:
+        raise ValueError(f"data set {ds.name!r} has no planted relevant behaviours")
+    if window < 0:
+        raise ValueError(f"window must be >= 0 behaviours, got {window}")
+    n = len(ds.samples)
+    idx = np.arange(n) if sample_idx is None else np.asarray(sample_idx, dtype=np.int64)
+    start = ds.relevant_ptr[idx]
+    count = ds.relevant_ptr[idx + 1] - start
+    owner = np.repeat(np.arange(len(idx)), count)
+    pos = np.arange(int(count.sum())) + np.repeat(start - (np.cumsum(count) - count), count)
+    old = ds.relevant_idx[pos] < ds.samples.hist_end[idx][owner] - window
+    return np.bincount(owner[old], minlength=len(idx)).astype(np.int64)
 
 
 def _nearest_relevant(
