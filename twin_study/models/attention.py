@@ -87,6 +87,9 @@ class TwinAttention(nn.Module):
         self.W_v = nn.Linear(H + C, heads * d_v, bias=False)  # values from the unsplit K
         self.W_o = nn.Linear(heads * d_v, d_out)
         self.d_out = d_out
+        # TWIN-V2's cluster-aware attention: ln n of each behaviour's cluster is added to alpha
+        # in every head (set by models/lifelong/twin_v2.py; the trunk adds it, ctr._attend).
+        self.size_bias = False
 
     # ---------------------------------------------------------------- scoring pieces
     def query(self, q: torch.Tensor) -> torch.Tensor:
@@ -196,10 +199,12 @@ class TwinAttention(nn.Module):
         k_c: torch.Tensor,
         valid: torch.Tensor,
         fast: bool = True,
+        extra: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """ESU over n finalists (Eq. 6-8).
 
-        qh (B, heads, d_k); k_h (B, n, H); k_c (B, n, J, cd); valid (B, n) bool.
+        qh (B, heads, d_k); k_h (B, n, H); k_c (B, n, J, cd); valid (B, n) bool; extra (B, n)
+        an additive term of alpha in every head (TWIN-V2's ln n), or None.
         Returns the output (B, d_out) and the attention weights (B, n, heads).
         A row with no valid behaviour (empty history) attends to nothing and outputs W^o's bias.
 
@@ -213,8 +218,11 @@ class TwinAttention(nn.Module):
         """
         if fast:
             K = torch.cat([k_h, k_c.flatten(-2)], dim=-1)
-            return self.attend(qh, K, self.cross_bias(k_c), valid)
+            bias = self.cross_bias(k_c)
+            return self.attend(qh, K, bias if extra is None else bias + extra[..., None], valid)
         alpha = self.scores(qh, k_h, k_c)
+        if extra is not None:
+            alpha = alpha + extra[..., None]
         alpha = alpha.masked_fill(~valid[..., None], NEG_INF)
         has_any = valid.any(dim=1)  # (B,)
         # Softmax over an all-masked row would be NaN; give such rows zero weights instead.

@@ -21,7 +21,7 @@ from . import registry
 from .attention import TwinAttention
 from .config import ModelConfig
 from .embedding import FeatureEmbedder
-from .gsu import GSU, CpGSU, GsuInput, live_scores
+from .gsu import GSU, CpGSU, GsuInput, live_scores, log_size
 
 
 class CTRModel(nn.Module):
@@ -76,6 +76,7 @@ class CTRModel(nn.Module):
             target=batch.target, req=batch.req,
             hist_item=batch.hist_item[:, :L], hist_cross=batch.hist_cross[:, :L],
             valid=batch.mask(L), chunk=self.cfg.gsu_chunk, fast=self.fast,
+            size=None if batch.hist_size is None else batch.hist_size[:, :L],
         )  # fmt: skip
 
     def _attend(
@@ -88,12 +89,15 @@ class CTRModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention of ``att`` over slots ``idx`` (B, n) of each sample's history ->
         output (B, d_out) and weights (B, n, heads)."""
+        # TWIN-V2's cluster-aware attention: + ln n of each finalist's cluster, every head.
+        sizes = batch.hist_size if att.size_bias else None
         if not self.fast:
             r = batch.req[:, None]
             items, codes = batch.hist_item[r, idx], batch.hist_cross[r, idx]  # (B, n), (B, n, J)
             k_h = self.emb.inherent(items)  # (B, n, H), with gradients
-            return att(qh, k_h, self.emb.cross(codes), valid, fast=False)
-        grouped = self._attend_grouped(att, qh, batch, idx, valid)
+            extra = None if sizes is None else log_size(sizes[r, idx])
+            return att(qh, k_h, self.emb.cross(codes), valid, fast=False, extra=extra)
+        grouped = self._attend_grouped(att, qh, batch, idx, valid, sizes)
         if grouped is not None:
             return grouped
         # Rows of the flattened (R * W) history: one index_select each, several times faster
@@ -104,7 +108,11 @@ class CTRModel(nn.Module):
         codes = batch.hist_cross.reshape(R * W, -1).index_select(0, flat)
         codes = codes.view(*idx.shape, -1)  # (B, n, J)
         K = self.emb.behaviours(items, codes)  # (B, n, H + C)
-        return att.attend(qh, K, att.code_bias(self.emb, codes), valid)
+        bias = att.code_bias(self.emb, codes)  # (B, n, heads)
+        if sizes is not None:
+            size = sizes.reshape(-1).index_select(0, flat).view(idx.shape)  # (B, n)
+            bias = bias + log_size(size)[..., None]
+        return att.attend(qh, K, bias, valid)
 
     def _attend_grouped(
         self,
@@ -113,6 +121,7 @@ class CTRModel(nn.Module):
         batch: Batch,
         idx: torch.Tensor,
         valid: torch.Tensor,
+        sizes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``_attend`` reading each request's behaviours once: the candidates of a request
         share its history, so their finalists overlap (and the short-term window is the same
@@ -140,7 +149,12 @@ class CTRModel(nn.Module):
         member = torch.zeros(B, S, dtype=torch.bool, device=idx.device)
         member.scatter_(1, where, valid)  # a slot selected twice is valid both times or never
         K = self.emb.behaviours(items, codes)  # (R, S, H + C)
-        out, w = att.forward_grouped(qh, batch.req, K, att.code_bias(self.emb, codes), member)
+        bias = att.code_bias(self.emb, codes)  # (R, S, heads)
+        if sizes is not None:  # TWIN-V2: + ln n of each member's cluster
+            size = torch.zeros(R, S, dtype=sizes.dtype, device=idx.device)
+            size[u_req, pos] = sizes[u_req, u_slot]
+            bias = bias + log_size(size)[..., None]
+        out, w = att.forward_grouped(qh, batch.req, K, bias, member)
         return out, w.gather(1, where[..., None].expand(B, n, w.shape[-1]))  # (B, n, heads)
 
     def cache_step(self) -> None:

@@ -39,6 +39,7 @@ class GsuInput:
     valid: torch.Tensor  # (R, L) real behaviours: a prefix of each row (most recent first)
     chunk: int = 2048
     fast: bool = True  # select with the per-request fast path (False: the reference path)
+    size: torch.Tensor | None = None  # (R, L) cluster size per slot (TWIN-V2), None: all 1
 
     @property
     def n_req(self) -> int:
@@ -59,6 +60,12 @@ class GsuInput:
         """(1, L) tie-break term in (-1, 0]: prefers recent behaviours among equal scores."""
         L = self.length
         return -torch.arange(L, device=self.hist_item.device, dtype=torch.float32)[None] / (L + 1)
+
+
+def log_size(size: torch.Tensor) -> torch.Tensor:
+    """ln n of each slot's cluster size (TWIN-V2's cluster-aware attention); padding (n = 0)
+    and raw behaviours (n = 1) get 0."""
+    return torch.log(size.clamp(min=1).float())
 
 
 def compact_items(x: GsuInput, n_items: int) -> tuple[torch.Tensor | None, GsuInput]:

@@ -12,7 +12,8 @@ is declared once, in its own file under ``models/lifelong/``, by a ``LifelongMod
   (a dataclass, given as ``ModelConfig.options``: a new module adds settings without adding
   fields to ``ModelConfig``, so no existing cache key moves);
 * its **prerequisite**, if it needs another model trained first (pre-trained item vectors, an
-  auxiliary model), and what that model hands over.
+  auxiliary model), and what that model hands over;
+* its **sample builder**, if its batches are not the raw log's (TWIN-V2: virtual items).
 
 Labels, prerequisites, throughput probes, plots and notebooks read this registry; adding a
 module is one new file plus its tests (``tests/test_registry.py`` registers a toy module in
@@ -88,6 +89,9 @@ class LifelongModule:
     fields: tuple[str, ...] = ()  # flat ModelConfig fields it reads beyond the trunk
     options: type | None = None  # dataclass of its own settings (ModelConfig.options)
     prerequisite: Prerequisite | None = None
+    # (model, ds) -> a data.batching.SampleBuilder, when the module reads something other than
+    # the raw log (TWIN-V2's virtual items); None: the plain SampleBuilder.
+    sample_builder: Callable[[Any, Any], Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .. import runtime
 from ..data.batching import SampleBuilder
 from ..data.schema import Dataset
+from ..models import registry
 from ..models.ctr import CTRModel
 from ..seed import seed_everything
 from .metrics import all_metrics, logloss
@@ -138,6 +139,11 @@ def train_step(model: CTRModel, batch, opts: list[torch.optim.Optimizer]) -> flo
 
 
 def builder_for(model: CTRModel, ds: Dataset) -> SampleBuilder:
+    """The batches a model reads: its lifelong module's own builder if it declares one
+    (``LifelongModule.sample_builder``: TWIN-V2's virtual items), else the raw log's."""
+    spec = registry.get(model.cfg.long_module)
+    if spec.sample_builder is not None:
+        return spec.sample_builder(model, ds)
     return SampleBuilder(ds, model.cfg.long_len, model.cfg.short_len, impl=model.cfg.impl)
 
 

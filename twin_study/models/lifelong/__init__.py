@@ -14,3 +14,4 @@ from . import sim_cluster
 from . import sim_soft
 from . import twin
 from . import twin_ablations
+from . import twin_v2
