@@ -177,4 +177,3 @@ register(LifelongModule(
     description="TWIN over size-capped clusters of the whole life cycle, + ln n attention",
     build=build, fields=CP_GSU_FIELDS, options=TwinV2Options, sample_builder=sample_builder,
 ))  # fmt: skip
-
