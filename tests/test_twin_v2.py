@@ -158,3 +158,14 @@ def test_a_life_cycle_batch_keeps_its_clusters_before_the_request(ds):
         for c in cluster[r][cluster[r] >= 0]:
             assert comp.members(int(c)).max() < end[r]
     assert dataclasses.is_dataclass(registry.options_of(model.cfg))
+
+
+def test_the_bench_times_one_users_clustering():
+    """``twin-study bench --clustering N`` (issue 26): one user's N behaviours, one thread."""
+    from twin_study.analysis.throughput import clustering_probe
+
+    got = clustering_probe(3_000, d=8)
+    assert got["behaviours"] == 3_000 and got["seconds"] > 0
+    assert 0 < got["ratio"] < 1 and 1 < got["mean_size"] <= 20  # TwinV2Options' cap
+    with pytest.raises(ValueError, match="n_behaviours >= 1"):
+        clustering_probe(0)

@@ -127,6 +127,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(e.g. 2e4 1e5 1e6 1e7; one author per 10 items): samples/s, peak RSS and the speed "
         "relative to the smallest V, instead of the fast-vs-reference table (default: skip)",
     )
+    parser.add_argument(
+        "--clustering",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="also time TWIN-V2's offline clustering of one user's N behaviours, one thread "
+        "(default: %(default)s; 0 = skip)",
+    )
     parser.add_argument("--heads", type=positive, default=4, help="attention heads (default 4)")
     parser.add_argument("--d-k", type=positive, default=16, help="key size per head (default 16)")
     parser.add_argument(
@@ -187,6 +195,13 @@ def main(args: argparse.Namespace) -> int:
         print(tp.format_side_by_side(tp.side_by_side(df)))
         print("speed-up = fast / reference samples/s in this run; vs TWIN = this module's fast "
               "samples/s / TWIN's; peak MB = the probe process's VmHWM")  # fmt: skip
+    if args.clustering > 0:
+        from twin_study.analysis import throughput as tp  # lazy: as above
+
+        c = tp.clustering_probe(args.clustering)
+        print(f"\nTWIN-V2 clustering of one user's {c['behaviours']:,} behaviours (keys d = "
+              f"{c['d']}, one thread): {c['seconds']:.2f} s; {c['ratio']:.3f} virtual items "
+              f"per clustered behaviour, mean cluster size {c['mean_size']:.1f}")  # fmt: skip
     if args.catalogue and args.train_L:
         from twin_study.analysis import throughput as tp  # lazy: as above
 

@@ -22,15 +22,18 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from .. import runtime
 from ..data import SyntheticConfig, generate
+from ..data.lifecycle import compress_log
 from ..models import registry
 from ..models.config import ModelConfig
 from ..models.ctr import build_model
+from ..models.lifelong.twin_v2 import TwinV2Options
 from ..training.train import TrainConfig, builder_for, make_optimizers, peak_rss_mb, train_step
 from .timing import resolve_device, sync
 
@@ -105,6 +108,25 @@ def train_probe(
         "cuda_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20
         if dev.type == "cuda" else None,
     }  # fmt: skip
+
+
+def clustering_probe(n_behaviours: int = 100_000, d: int = 64, seed: int = 0) -> dict:
+    """TWIN-V2's offline step for ONE user (issue 26: "10^5 behaviours in well under a second
+    on one core"): a synthetic user with ``n_behaviours`` behaviours, clustered with
+    ``TwinV2Options``' defaults on random d-dimensional item keys (d = heads x d_k = 64, the
+    GSU keys TWIN-V2 clusters on; the time does not depend on what the keys mean). Returns
+    the clustering seconds (one thread), the compression ratio and the mean cluster size."""
+    if n_behaviours < 1 or d < 1:
+        raise ValueError(f"need n_behaviours >= 1 and d >= 1, got {n_behaviours}, {d}")
+    runtime.configure(1)
+    ds = generate(SyntheticConfig(n_users=1, history_len=n_behaviours, history_min=n_behaviours,
+                                  history_max=n_behaviours, requests_per_user=1,
+                                  seed=seed))  # fmt: skip
+    keys = np.random.default_rng(seed).normal(size=(ds.items.n_items + 1, d)).astype(np.float32)
+    t0 = time.perf_counter()
+    comp = compress_log(ds, keys, TwinV2Options().cluster_config(), progress=False)
+    return {"behaviours": int(ds.log.n_behaviours), "d": d, "seconds": time.perf_counter() - t0,
+            "ratio": comp.ratio, "mean_size": float(comp.size.mean())}  # fmt: skip
 
 
 def distinct_items(hist_item: torch.Tensor) -> int:
