@@ -294,11 +294,7 @@ def verdict_markdown(
             + "; ".join(parts) + "."
         )  # fmt: skip
     if found:
-        lines.append("**Verdicts:** " + " ".join(
-            f"{c.claim}: *{c.verdict}* ({c.effect:+.4f}"
-            + (f" ± {c.spread:.4f}" if np.isfinite(c.spread) else "")
-            + f", {c.n_seeds} seed(s))." for c in found
-        ))  # fmt: skip
+        lines.append(core.verdicts_line(found))
     return "\n\n".join(lines)
 
 

@@ -500,6 +500,18 @@ def rule_violations(c: Claim | Mapping[str, Any]) -> list[str]:
     return out
 
 
+def verdicts_line(claims: Iterable[Claim]) -> str:
+    """One markdown paragraph of the claims' verdicts, effects and spreads ("" for none): how
+    a notebook's generated reading ends."""
+    parts = [
+        f"{c.claim}: *{c.verdict}* ({c.effect:+.4f}"
+        + (f" ± {c.spread:.4f}" if math.isfinite(c.spread) else "")
+        + f", {c.n_seeds} seed(s))."
+        for c in claims
+    ]
+    return "**Verdicts:** " + " ".join(parts) if parts else ""
+
+
 def claims_frame(claims: Iterable[Claim]) -> pd.DataFrame:
     cols = [f.name for f in dataclasses.fields(Claim)]
     return pd.DataFrame([dataclasses.asdict(c) for c in claims], columns=cols)
