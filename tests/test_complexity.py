@@ -145,13 +145,14 @@ def test_bench_prints_side_by_side_table(capsys):
     # Small training probes too: with the defaults (every module, L = 10^3 and 10^4, both
     # implementations) this check of the table's layout took 344 s (beside a training run).
     args = ["bench", "--L", "64", "1e2", "--candidates", "2", "--train-batch", "10",
-            "--repeats", "1", "--train-L", "64", "--modules", "twin", "avg_pool",
-            "--train-steps", "1"]  # fmt: skip
+            "--repeats", "1", "--train-L", "64", "--modules", "twin",
+            "--train-steps", "1", "--clustering", "3000"]  # fmt: skip
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     for column in ("raw ms", "TWIN ms", "speed-up", "FLOP ratio", "raw MiB", "TWIN MiB"):
         assert column in out
     assert "train batch" in out and "request" in out
+    assert "TWIN-V2 clustering of one user's 3,000 behaviours" in out
 
 
 def test_train_probe_in_a_subprocess():
@@ -166,10 +167,10 @@ def test_train_probe_in_a_subprocess():
 def test_train_throughput_side_by_side():
     from twin_study.analysis import throughput as tp
 
-    df = tp.train_throughput(["twin", "sim_soft"], [64], batch_size=16, steps=1, progress=False)
+    df = tp.train_throughput(["twin", "din"], [64], batch_size=16, steps=1, progress=False)
     assert len(df) == 4 and set(df.impl) == {"fast", "reference"}
     wide = tp.side_by_side(df)
-    assert list(wide.long_module) == ["twin", "sim_soft"]
+    assert list(wide.long_module) == ["twin", "din"]
     assert (wide.speedup > 0).all() and wide.loc[wide.long_module == "twin", "vs_twin"].item() == 1
     text = tp.format_side_by_side(wide)
     assert "speed-up" in text and "vs TWIN" in text
