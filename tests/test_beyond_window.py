@@ -4,6 +4,8 @@ Fast: no model is trained (untrained models select as well as trained ones for t
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -147,6 +149,25 @@ def test_reach_columns(worlds):
     assert np.isnan(c["recall_old"])  # nothing beyond the window on the control
 
 
+def test_auc_by_kind_of_target(worlds):
+    life, ctrl = worlds["lifecycle"], worlds["lifecycle_control"]
+    dormant = bw.dormant_targets(life)
+    assert dormant.shape == (len(life.split_indices("test")),)
+    assert np.array_equal(dormant, bw.dormant_targets(ctrl))  # the worlds share their targets
+    assert 0 < dormant.mean() < 1
+    label = life.samples.label[life.split_indices("test")]
+    got = bw.target_group_auc(life, label.astype(np.float64))  # a perfect score in each group
+    for m, mask in zip(bw.GROUP_METRICS, (dormant, ~dormant), strict=True):
+        expect = 1.0 if 0 < label[mask].sum() < mask.sum() else np.nan
+        assert got[m] == pytest.approx(expect, nan_ok=True)
+    with pytest.raises(ValueError, match="3 predictions for a test split of"):
+        bw.target_group_auc(life, np.zeros(3))
+    meta = {k: v for k, v in life.meta.items() if k != "target_dormant"}
+    other = dataclasses.replace(life, meta=meta)  # e.g. a user's own log
+    with pytest.raises(ValueError, match="does not record which targets are dormant"):
+        bw.dormant_targets(other)
+
+
 def fake_runs(v2_gain: float = 0.02, seeds: int = 3) -> pd.DataFrame:
     """A runs table as run_arms returns it: TWIN-V2 ahead on lifecycle only."""
     rows = []
@@ -196,6 +217,31 @@ def test_lifecycle_claims_read_the_numbers():
     runs = fake_runs()
     partial = lifecycle.lifecycle_claims(runs[runs.model != bw.TWIN_V2_NO_SIZE])
     assert len(partial) == 7
+
+
+def test_dormant_target_claims():
+    """TWIN-V2 ahead on the dormant targets of lifecycle only: both claims reproduced; ahead
+    on both worlds alike: the lead is no larger where the old evidence counts."""
+
+    def with_dormant(gain_life: float, gain_ctrl: float) -> pd.DataFrame:
+        runs = fake_runs()
+        v2 = runs.model == bw.TWIN_V2
+        life = runs.dataset == "lifecycle"
+        gain = np.where(life, gain_life, gain_ctrl) * v2
+        return runs.assign(auc_dormant=0.6 + gain + 0.001 * runs.seed * (1 + v2 * (runs.seed % 2)))
+
+    def get(runs):
+        found = {c.claim: c for c in lifecycle.lifecycle_claims(runs)}
+        assert len(found) == 10
+        better = found["TWIN-V2 > TWIN on the last window, on dormant-interest targets (AUC)"]
+        widens = [c for n, c in found.items() if n.startswith("on dormant-interest targets")][0]
+        return better, widens
+
+    better, widens = get(with_dormant(0.05, 0.0))
+    assert better.verdict == core.REPRODUCED and better.effect == pytest.approx(0.05, abs=2e-3)
+    assert widens.verdict == core.REPRODUCED and widens.kind == core.STUDY
+    better, widens = get(with_dormant(0.05, 0.05))
+    assert better.verdict == core.REPRODUCED and widens.verdict != core.REPRODUCED
 
 
 def test_relative_cost_and_the_reading():

@@ -19,6 +19,7 @@ from twin_study.models import ModelConfig, build_model, merged_topk
 from twin_study.models import gsu as gsu_mod
 from twin_study.models.gsu import compact_items, key_side_costs
 from twin_study.models.lifelong import sdim_linear as sdim_linear_mod
+from twin_study.models.unique import SORT_BELOW, unique_ids
 from twin_study.training.train import TrainConfig, make_optimizers, train_step
 
 L, K = 300, 30
@@ -262,6 +263,33 @@ def test_a_frozen_retriever_builds_its_cache_once(ds, batches):
     built = m.gsu.cache.built_from
     train_step(m, batches[1], opts)
     assert m.gsu.cache.built_from == built and m.gsu.cache.is_fresh(*m.gsu._src)
+
+
+# ----------------------------------------------- distinct ids without a sort
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
+def test_unique_ids_is_torch_unique_exactly(dtype):
+    g = torch.Generator().manual_seed(0)
+    for n, shape in ((50, (SORT_BELOW + 7,)), (10**5, (64, 300)), (10**6, (3, 5000)),
+                     (7, (2,)), (10**5, (64, 300))):  # fmt: skip
+        pool = torch.randint(0, n, (max(n // 10, 1),), generator=g)  # a batch reads a few items
+        ids = pool[torch.randint(0, len(pool), shape, generator=g)].to(dtype)
+        uniq, inv = unique_ids(ids, n)
+        ref_u, ref_inv = torch.unique(ids, sorted=True, return_inverse=True)
+        assert torch.equal(uniq, ref_u) and uniq.dtype == dtype
+        assert torch.equal(inv, ref_inv) and inv.shape == ids.shape
+        assert torch.equal(uniq[inv], ids)
+
+
+def test_unique_ids_names_bad_ids():
+    ids = torch.arange(SORT_BELOW + 1)
+    with pytest.raises(IndexError, match=r"ids must lie in \[0, 100\), got \[0, 4096\]"):
+        unique_ids(ids, 100)
+    with pytest.raises(TypeError, match="integer ids"):
+        unique_ids(ids.float(), SORT_BELOW + 1)
+    uniq, inv = unique_ids(ids, SORT_BELOW + 1)  # the failed call left the marks as they were
+    assert torch.equal(uniq, ids) and torch.equal(inv, ids)
 
 
 # ----------------------------------------------- ETA / SDIM tables of the batch's items

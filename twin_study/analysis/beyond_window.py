@@ -43,6 +43,8 @@ from ..data.lifecycle import LifecycleSampleBuilder
 from ..data.schema import Dataset
 from ..data.synthetic import lifecycle_params, relevant_beyond
 from ..models.config import ModelConfig
+from ..training.experiment import predictions_on_test
+from ..training.metrics import auc
 from ..training.train import builder_for
 from . import sweeps
 
@@ -64,6 +66,11 @@ REACH_METRICS = (
     "gsu_ms_per_request",  # measured GSU select time per request (varies between reruns)
     "compression_ratio",  # TWIN-V2: virtual items per clustered behaviour
     "cluster_s_per_user",  # TWIN-V2: clustering seconds per user (users with a full block)
+)
+# Test AUC by kind of candidate (``target_group_auc``), also added to every run.
+GROUP_METRICS = (
+    "auc_dormant",  # candidates drawn from a dormant interest (their evidence is old)
+    "auc_active",  # the other candidates
 )
 
 
@@ -271,6 +278,34 @@ def reach_columns(model: Any, ds: Dataset, sample_idx: np.ndarray, window: int) 
     return out
 
 
+def dormant_targets(ds: Dataset, split: str = "test") -> np.ndarray:
+    """(n_split,) bool, in ``split``'s order: the candidate was drawn from one of the user's
+    dormant interests (``meta["target_dormant"]``, written by the generator). The flag is the
+    same in "lifecycle" and its control, which share every target: on "lifecycle" these are
+    the candidates whose evidence lies beyond the window; on the control their click ignores
+    that evidence. Comparing the two isolates what old evidence is worth."""
+    if "target_dormant" not in ds.meta:
+        raise ValueError(f"data set {ds.name!r} does not record which targets are dormant "
+                         "(a synthetic world with meta['target_dormant'])")  # fmt: skip
+    return np.asarray(ds.meta["target_dormant"], dtype=bool)[ds.split_indices(split)]
+
+
+def _auc_or_nan(label: np.ndarray, prob: np.ndarray) -> float:
+    """AUC, or NaN for a group without both labels (too small a world to split)."""
+    return auc(label, prob) if 0 < label.sum() < len(label) else float("nan")
+
+
+def target_group_auc(ds: Dataset, prob: np.ndarray) -> dict[str, float]:
+    """``auc_dormant`` / ``auc_active``: test AUC of ``prob`` (the test split's click
+    probabilities, in split order) on the dormant-interest candidates and on the others."""
+    label = ds.samples.label[ds.split_indices("test")]
+    if len(prob) != len(label):
+        raise ValueError(f"{len(prob)} predictions for a test split of {len(label)}")
+    dormant = dormant_targets(ds)
+    return {"auc_dormant": _auc_or_nan(label[dormant], prob[dormant]),
+            "auc_active": _auc_or_nan(label[~dormant], prob[~dormant])}  # fmt: skip
+
+
 # --- the sweep -------------------------------------------------------------------------------
 
 
@@ -287,14 +322,16 @@ def run_arms(
     """Every arm x seed on every world (``settings[world]``: the arms, whose whole-history
     length depends on the world), trained through the results cache (``--jobs``), each run
     measured by ``reach_columns`` on up to ``n_eval`` test samples with a planted relevant
-    behaviour. One row per (world, arm, seed): the sweep's columns plus ``REACH_METRICS``."""
+    behaviour, and its test AUC split by ``dormant_targets``. One row per (world, arm, seed):
+    the sweep's columns plus ``REACH_METRICS``."""
     seeds = list(seeds)
     frames = []
     for name, ds in worlds.items():
         idx = eval_samples(ds, n_eval)
 
         def measure(setting, seed, res, ds=ds, idx=idx):
-            return reach_columns(res.model, ds, idx, window)
+            prob = predictions_on_test(ds, res, setting.train_config(train, seed))
+            return reach_columns(res.model, ds, idx, window) | target_group_auc(ds, prob)
 
         frames.append(sweeps.sweep(ds, settings[name], seeds, train, jobs=jobs, on_run=measure,
                                    progress=progress))  # fmt: skip

@@ -17,6 +17,7 @@ from .. import runtime
 from ..data.schema import ItemTable
 from . import native
 from .config import ITEM_VECTOR_SOURCES
+from .unique import unique_ids
 
 # Largest (requests x items) count matrix ``inherent_mean`` builds densely (64 MiB of float32).
 DENSE_COUNTS_MAX = 1 << 24
@@ -218,7 +219,7 @@ class FeatureEmbedder(nn.Module):
         if cells > budget:
             # A large catalogue: the same product over the items the rows hold, renumbered
             # (the histogram of the batch's items times their K_h, gathered once each).
-            uniq, inv = torch.unique(flat, return_inverse=True)
+            uniq, inv = unique_ids(flat, V)
             U = len(uniq)
             # The product costs R * U (fill, multiply), a bag one gather per behaviour: rows
             # that share few items (U near the behaviour count) take the bag, over the same U

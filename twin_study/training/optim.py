@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import torch
 
 from .. import runtime
+from ..models.unique import unique_ids
 
 
 class RowSparseAdagrad(torch.optim.Optimizer):
@@ -71,7 +72,7 @@ def _sparse_step(
 ) -> None:
     """The AdaGrad update of the rows a sparse COO gradient (n_rows, w) names."""
     idx, vals = grad._indices()[0], grad._values()  # (N,), (N, w); rows may repeat
-    rows, inv = torch.unique(idx, return_inverse=True)
+    rows, inv = unique_ids(idx, p.shape[0])
     g = vals.new_zeros(len(rows), vals.shape[1]).index_add_(0, inv, vals)  # (U, w) per row
     s = acc.index_select(0, rows).addcmul_(g, g)
     acc.index_copy_(0, rows, s)
