@@ -177,6 +177,38 @@ def test_headline_block_is_the_panels_headline(tmp_path: Path) -> None:
     assert not report.update_readme(tmp_path / "README.md", figs, check=True)
 
 
+def test_lifecycle_block_states_every_verdict_from_the_numbers(tmp_path: Path) -> None:
+    """Notebook 09's README section is generated from its results.json: the AUC table (mean ±
+    std), the old-evidence reach, compression and every claim's verdict, failed ones too."""
+    text = README.format(START=report.START, END=report.END) + (
+        f"\n## Beyond\n\n{report.LIFECYCLE_START}\nhand-written\n{report.LIFECYCLE_END}\n"
+    )
+    (tmp_path / "README.md").write_text(text)
+    figs = tmp_path / "figures"
+    save_results(figs / "03_main_results", {"claims": []})
+    report.update_readme(tmp_path / "README.md", figs)
+    assert "Notebook 09 has no paper-profile results yet" in (tmp_path / "README.md").read_text()
+    arms, worlds = ["TWIN, last window", "TWIN-V2"], ["lifecycle", "lifecycle_control"]
+    auc = {w: {a: {"auc": {"mean": 0.7 + 0.01 * i, "std": 0.002, "n_seeds": 3}}
+               for i, a in enumerate(arms)} for w in worlds}  # fmt: skip
+    claim = {"claim": "TWIN-V2 > TWIN on the last window (AUC)", "dataset": "lifecycle",
+             "verdict": "not reproduced", "effect": -0.0031, "spread": 0.0012, "n_seeds": 3}
+    save_results(figs / report.LIFECYCLE_STEM, {
+        "datasets": worlds, "arms": arms, "window": 10_000, "k": 100, "n_seeds": 3,
+        "table": auc, "recall": {"recall_old": {"lifecycle": {"TWIN-V2": 0.61}}},
+        "auc_by_target": {"auc_dormant": {w: {"TWIN-V2": 0.66} for w in worlds}},
+        "cost": {"compression_ratio": {w: {"TWIN-V2": 0.081} for w in worlds},
+                 "cluster_s_per_user": {w: {"TWIN-V2": 0.42} for w in worlds}},
+        "claims": [claim]})  # fmt: skip
+    assert report.update_readme(tmp_path / "README.md", figs)
+    out = (tmp_path / "README.md").read_text()
+    block = out.split(report.LIFECYCLE_START)[1].split(report.LIFECYCLE_END)[0]
+    assert "hand-written" not in out and "| TWIN-V2 | 0.7100 ± 0.0020 | 0.7100 ± 0.0020 |" in block
+    assert "| 0.6600 | 0.6600 | 0.61 |" in block and "compression ratio lifecycle 0.081" in block
+    assert "**not reproduced** (-0.0031 ± 0.0012, 3 seeds)" in block
+    assert not report.update_readme(tmp_path / "README.md", figs, check=True)
+
+
 def test_the_readme_opens_its_results_with_the_generated_headline() -> None:
     from twin_study import paths
 
