@@ -199,13 +199,14 @@ def test_lifecycle_block_states_every_verdict_from_the_numbers(tmp_path: Path) -
         "auc_by_target": {"auc_dormant": {w: {"TWIN-V2": 0.66} for w in worlds}},
         "cost": {"compression_ratio": {w: {"TWIN-V2": 0.081} for w in worlds},
                  "cluster_s_per_user": {w: {"TWIN-V2": 0.42} for w in worlds}},
-        "claims": [claim]})  # fmt: skip
+        "still_learning": {"lifecycle / TWIN-V2": 2}, "claims": [claim]})  # fmt: skip
     assert report.update_readme(tmp_path / "README.md", figs)
     out = (tmp_path / "README.md").read_text()
     block = out.split(report.LIFECYCLE_START)[1].split(report.LIFECYCLE_END)[0]
     assert "hand-written" not in out and "| TWIN-V2 | 0.7100 ± 0.0020 | 0.7100 ± 0.0020 |" in block
     assert "| 0.6600 | 0.6600 | 0.61 |" in block and "compression ratio lifecycle 0.081" in block
     assert "**not reproduced** (-0.0031 ± 0.0012, 3 seeds)" in block
+    assert "Still improving when the budget ended" in block and "TWIN-V2 (2 of 3 seeds)" in block
     assert not report.update_readme(tmp_path / "README.md", figs, check=True)
 
 

@@ -346,6 +346,13 @@ def lifecycle_block(outputs: list[NotebookOutput], link_base: Path) -> str:
              "TWIN-V2's compression ratio " + ", ".join(f"{w} {_num(x, 3)}" for w, x in
              zip(worlds, ratio, strict=True)) + "; clustering per user " +
              ", ".join(f"{w} {_num(x, 2)} s" for w, x in zip(worlds, secs, strict=True)) + ".")
+    if "still_learning" in r:  # curve_status: which arms the budget stopped before a plateau
+        late = r["still_learning"]
+        seeds = r.get("n_seeds")
+        listed = "; ".join(f"{k} ({n} of {seeds} seeds)" for k, n in late.items())
+        facts += (f" Still improving when the budget ended (best validation LogLoss still "
+                  f"falling): {listed}." if late else
+                  " Every arm's validation LogLoss had flattened by the end of its budget.")
     verdicts = [f"- {c['claim']} [{c.get('dataset', '')}]: **{c['verdict']}** "
                 f"({c['effect']:+.4f}" + (f" ± {c['spread']:.4f}" if isinstance(
                     c.get("spread"), int | float) and math.isfinite(c["spread"]) else "")
